@@ -1,0 +1,308 @@
+"""``nprnn bench``: the speed table of the recurrent kernels.
+
+For each shape it times one float32 training step of one layer with F = H (forward and
+backward over the whole sequence, random upstream gradient on the output) and prints,
+side by side in the same run:
+
+- nprnn: median time over ``--repeat`` runs, GFLOP/s, peak extra memory;
+- floor: the same sequence of GEMMs timed alone (input projection, T recurrent GEMMs
+  forward and T backward, dx, dW_ih, dW_hh) — what the step would cost if the
+  element-wise gate work were free; ``elementwise`` is nprnn minus the floor;
+- torch: ``torch.nn.LSTM/GRU/RNN`` forward + autograd backward (if torch is installed);
+- notebook: the seed notebook's algorithm in float64 — per step concatenation, one
+  GEMM per gate, per-step weight-gradient GEMMs, (n_x, m, Tx) layout.
+
+FLOPs are counted as 6·G·H·(F+H)·B per step (G = 4 LSTM, 3 GRU, 1 RNN): 2 for the
+forward GEMMs and 4 for the backward ones. The machine is shared and noisy: compare
+ratios measured in the same run, not absolute times across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+from . import functional as Fn
+
+SHAPES = [  # (cell, H, B, T, nonlinearity)
+    ("lstm", 256, 64, 150, "tanh"),
+    ("lstm", 512, 32, 25, "tanh"),
+    ("lstm", 1024, 16, 25, "tanh"),
+    ("lstm", 128, 1, 100, "tanh"),
+    ("gru", 512, 32, 50, "tanh"),
+    ("rnn", 1024, 32, 50, "relu"),
+]
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()  # warm-up: first-touch allocations, BLAS thread start
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _peak_bytes(fn) -> int:
+    """Peak memory NumPy allocates while ``fn`` runs (NumPy reports to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def _weights(cell, H, F, dtype, rng):
+    G = GATES[cell]
+    k = 1 / np.sqrt(H)
+    shapes = [(G * H, F), (G * H, H), (G * H,), (G * H,)]
+    return [rng.uniform(-k, k, s).astype(dtype) for s in shapes]
+
+
+def _nprnn_step(cell, x, w, dout, nonlinearity):
+    if cell == "lstm":
+
+        def step():
+            _, _, cache = Fn.lstm_forward(x, None, None, *w)
+            Fn.lstm_backward(dout, None, cache)
+    elif cell == "gru":
+
+        def step():
+            _, _, cache = Fn.gru_forward(x, None, *w)
+            Fn.gru_backward(dout, None, cache)
+    else:
+
+        def step():
+            _, _, cache = Fn.rnn_forward(x, None, *w, nonlinearity=nonlinearity)
+            Fn.rnn_backward(dout, None, cache)
+
+    return step
+
+
+def _floor_step(cell, H, B, T, dtype, rng):
+    """The GEMMs of one training step, in nprnn's shapes, and nothing else."""
+    G = GATES[cell] * H
+    F = H
+    x = rng.standard_normal((T * B, F)).astype(dtype)
+    w_ih = rng.standard_normal((G, F)).astype(dtype)
+    w_hh = rng.standard_normal((G, H)).astype(dtype)
+    h = rng.standard_normal((H, B)).astype(dtype)
+    rec = np.empty((G, B), dtype=dtype)
+    dg = rng.standard_normal((G, T * B)).astype(dtype)
+    dh = np.empty((H, B), dtype=dtype)
+
+    def step():
+        np.matmul(w_ih, x.T)
+        for _ in range(T):
+            np.matmul(w_hh, h, out=rec)
+        for t in range(T):
+            np.matmul(w_hh.T, dg[:, t * B : (t + 1) * B], out=dh)
+        np.matmul(dg.T, w_ih)
+        np.matmul(dg, x)
+        np.matmul(dg, x)  # dW_hh has the same shape as dW_ih when F = H
+
+    return step
+
+
+def _torch_step(cell, H, B, T, nonlinearity, x, dout):
+    try:
+        import torch
+    except ImportError:
+        return None
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+    mod = cls(H, H, **kw)
+    xt = torch.tensor(x, requires_grad=True)
+    dt = torch.tensor(dout)
+
+    def step():
+        mod.zero_grad()
+        xt.grad = None
+        out, _ = mod(xt)
+        out.backward(dt)
+
+    return step
+
+
+def _notebook_step(cell, H, B, T, nonlinearity, rng):
+    """The seed notebook's algorithm (float64, (n_x, m, Tx), per-step everything)."""
+    F = H
+    G = GATES[cell]
+    x = rng.standard_normal((F, B, T))
+    Ws = [rng.uniform(-0.05, 0.05, (H, H + F)) for _ in range(G)]
+    bs = [np.zeros((H, 1)) for _ in range(G)]
+    da_out = rng.standard_normal((H, B, T))
+    act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
+
+    def sig(v):
+        return 1 / (1 + np.exp(-np.clip(v, -500, 500)))
+
+    def step():
+        a, c = np.zeros((H, B)), np.zeros((H, B))
+        caches = []
+        for t in range(T):
+            z = np.vstack((a, x[:, :, t]))  # per-step concatenation
+            pre = [np.dot(W, z) + b for W, b in zip(Ws, bs, strict=True)]  # one GEMM per gate
+            if cell == "lstm":
+                i, f, g, o = sig(pre[0]), sig(pre[1]), np.tanh(pre[2]), sig(pre[3])
+                c_new = f * c + i * g
+                a_new = o * np.tanh(c_new)
+                caches.append((z, c, c_new, (i, f, g, o)))
+                c = c_new
+            elif cell == "gru":
+                r, u = sig(pre[0]), sig(pre[1])
+                n = np.tanh(np.dot(Ws[2], np.vstack((r * a, x[:, :, t]))) + bs[2])
+                a_new = (1 - u) * n + u * a
+                caches.append((z, a, (r, u, n)))
+            else:
+                a_new = act(pre[0])
+                caches.append((z, a_new))
+            a = a_new
+        dWs = [np.zeros_like(W) for W in Ws]
+        da = np.zeros((H, B))
+        dc = np.zeros((H, B))
+        for t in reversed(range(T)):
+            da = da + da_out[:, :, t]
+            if cell == "lstm":
+                z, c_prev, c_new, (i, f, g, o) = caches[t]
+                tc = np.tanh(c_new)
+                dc = dc + da * o * (1 - tc**2)
+                dpre = [dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                        dc * i * (1 - g**2), da * tc * o * (1 - o)]  # fmt: skip
+                dc = dc * f
+            elif cell == "gru":
+                z, a_prev, (r, u, n) = caches[t]
+                dn = da * (1 - u) * (1 - n**2)
+                dpre = [dn * 0.5 * r * (1 - r), da * (a_prev - n) * u * (1 - u), dn]
+            else:
+                z, a_new = caches[t]
+                dpre = [da * ((1 - a_new**2) if nonlinearity == "tanh" else (a_new > 0))]
+            dz = np.zeros_like(z)
+            for k in range(G):  # per-step weight-gradient GEMMs
+                dWs[k] += np.dot(dpre[k], z.T)
+                dz += np.dot(Ws[k].T, dpre[k])
+            da = dz[:H]
+
+    return step
+
+
+def _gemm_rate(dtype=np.float32, n=2048, repeat=5) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    return 2 * n**3 / _median_time(lambda: a @ a, repeat) / 1e9
+
+
+def run(*, repeat=5, notebook=True, torch_=True, cells=None, seed=0):
+    """Measure every shape; return a list of row dicts (times in seconds)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cell, H, B, T, nl in SHAPES:
+        if cells and cell not in cells:
+            continue
+        F = H
+        dtype = np.float32
+        x = rng.standard_normal((T, B, F)).astype(dtype)
+        dout = rng.standard_normal((T, B, H)).astype(dtype)
+        w = _weights(cell, H, F, dtype, rng)
+        flops = 6 * GATES[cell] * H * (F + H) * B * T
+        step = _nprnn_step(cell, x, w, dout, nl)
+        row = {"cell": cell if cell != "rnn" else f"rnn-{nl}", "H": H, "B": B, "T": T}
+        row["nprnn_s"] = _median_time(step, repeat)
+        row["nprnn_gflops"] = flops / row["nprnn_s"] / 1e9
+        row["nprnn_peak_mb"] = _peak_bytes(step) / 2**20
+        row["floor_s"] = _median_time(_floor_step(cell, H, B, T, dtype, rng), repeat)
+        row["elementwise_s"] = max(row["nprnn_s"] - row["floor_s"], 0.0)
+        tstep = _torch_step(cell, H, B, T, nl, x, dout) if torch_ else None
+        row["torch_s"] = _median_time(tstep, repeat) if tstep else None
+        row["torch_over_nprnn"] = row["torch_s"] / row["nprnn_s"] if tstep else None
+        if notebook:
+            nb = _notebook_step(cell, H, B, T, nl, rng)
+            row["notebook_s"] = _median_time(nb, max(1, min(repeat, 3)))
+            row["notebook_over_nprnn"] = row["notebook_s"] / row["nprnn_s"]
+        else:
+            row["notebook_s"] = row["notebook_over_nprnn"] = None
+        rows.append(row)
+    return rows
+
+
+def _fmt_ms(s):
+    return "—" if s is None else f"{s * 1e3:.1f}"
+
+
+def _fmt_ratio(r):
+    return "—" if r is None else f"{r:.2f}"
+
+
+def format_table(rows, gemm_gflops) -> str:
+    head = ("| cell | H | B | T | nprnn ms | GFLOP/s | peak MB | GEMM floor ms | elementwise ms "
+            "| torch ms | torch/nprnn | notebook ms | notebook/nprnn |")  # fmt: skip
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        lines.append(
+            f"| {r['cell']} | {r['H']} | {r['B']} | {r['T']} | {_fmt_ms(r['nprnn_s'])} "
+            f"| {r['nprnn_gflops']:.1f} | {r['nprnn_peak_mb']:.0f} | {_fmt_ms(r['floor_s'])} "
+            f"| {_fmt_ms(r['elementwise_s'])} | {_fmt_ms(r['torch_s'])} "
+            f"| {_fmt_ratio(r['torch_over_nprnn'])} | {_fmt_ms(r['notebook_s'])} "
+            f"| {_fmt_ratio(r['notebook_over_nprnn'])} |"
+        )
+    lines.append("")
+    lines.append(f"large-GEMM rate of this machine (float32, 2048³): {gemm_gflops:.0f} GFLOP/s")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="nprnn bench",
+        description="Time one float32 training step (forward + backward, F = H) per shape, "
+        "against the GEMM floor, torch.nn (if installed) and the notebook's algorithm.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--no-notebook", action="store_true", help="skip the notebook reference")
+    p.add_argument("--no-torch", action="store_true", help="skip torch even if installed")
+    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], action="append",
+                   help="only these cells (repeatable)")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error(f"--repeat must be >= 1, got {args.repeat}")
+    gemm = _gemm_rate()
+    rows = run(repeat=args.repeat, notebook=not args.no_notebook, torch_=not args.no_torch,
+               cells=args.cell)  # fmt: skip
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        torch_threads = torch.get_num_threads()
+    except ImportError:
+        torch_version, torch_threads = None, None
+    meta = {
+        "numpy": np.__version__,
+        "torch": torch_version,
+        "torch_threads": torch_threads,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "gemm_gflops": gemm,
+        "repeat": args.repeat,
+    }
+    if args.json:
+        print(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    else:
+        print(format_table(rows, gemm))
+        print(f"numpy {meta['numpy']}, torch {meta['torch']} ({torch_threads} threads), "
+              f"{meta['cpus']} CPUs; median of {args.repeat} runs")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,582 @@
+"""Pure NumPy recurrent kernels: forward and exact backward through time.
+
+The interface is time-major: ``x`` is (T, B, F), states are (B, H), ``out`` is (T, B, H).
+Weights use PyTorch's layout and gate order:
+
+=====  ==  ==========================  ==============================================
+cell   G   weight_ih (G·H, F)           step
+=====  ==  ==========================  ==============================================
+RNN    1   W_ih                         h' = act(W_ih x + b_ih + W_hh h + b_hh)
+LSTM   4   [W_ii; W_if; W_ig; W_io]     gates i, f, g, o (see :func:`lstm_forward`)
+GRU    3   [W_ir; W_iz; W_in]           gates r, z, n (see :func:`gru_forward`)
+=====  ==  ==========================  ==============================================
+
+**Masks** (T, B): 1 for a real step, 0 for padding; any pattern is allowed (left or
+right padding, holes, a row of all zeros). At a padding step the state passes through
+unchanged (``h_t = h_{t-1}``, and ``c_t = c_{t-1}`` for the LSTM), the output there is 0,
+and in backward the gradient passes back along that carry. So ``h_n`` is each row's
+state after its last real step, and a row with no real step keeps its initial state.
+``reverse=True`` runs from t = T-1 down to 0 under the same rules; for right-padded
+input that is what PyTorch's packed sequences compute for the backward direction.
+
+Forward functions return ``(out, state_n, cache)``; backward functions take the upstream
+gradients of ``out`` and of the final state (either may be ``None`` for zeros) and return
+``(dx, dstate0, grads)``, ``grads`` keyed ``weight_ih, weight_hh[, bias_ih, bias_hh]``.
+A cache may be backpropagated more than once.
+
+**How it is fast.** What PyTorch's CPU path and cuDNN do, plus care for NumPy's costs:
+
+1. The input projection of all steps is one GEMM, (G·H, F) × (F, T·B).
+2. One fused gate GEMM per step for the recurrence, written into preallocated buffers.
+3. Inside, every per-step array is feature-major, (G·H, B): each gate is a contiguous
+   (H, B) block, so the element-wise passes run on contiguous memory (2–4× faster in
+   NumPy than on the strided column blocks of a (B, G·H) array).
+4. Sigmoid is ``0.5·tanh(a/2) + 0.5``, with the ½ folded into the sigmoid gates'
+   weights (a power-of-two scaling is exact): one tanh over all gates, no overflow.
+5. Backward multiplies the upstream gradient by per-step factors (σ', tanh', the other
+   gates) that are computed for a chunk of steps at once, so a step costs a handful of
+   NumPy calls even when B is 1, while the chunk stays in cache when B·H is large.
+6. After the backward loop, dW_ih, dW_hh and dx are single GEMMs over all T·B rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .validation import check_shape, float_array, mask_array, one_of
+
+__all__ = [
+    "sigmoid",
+    "softmax",
+    "log_softmax",
+    "rnn_forward",
+    "rnn_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "gru_forward",
+    "gru_backward",
+]
+
+# Elements per backward chunk of precomputed factors: ~256 KB of float32, cache-sized.
+_CHUNK_ELEMS = 1 << 16
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+def sigmoid(x):
+    """σ(x) = 1 / (1 + e^(−x)), computed without overflow for any finite x."""
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def log_softmax(x, axis: int = -1):
+    """log softmax(x) = x − max − log Σ exp(x − max) along ``axis``; stable for finite x."""
+    x = np.asarray(x)
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def softmax(x, axis: int = -1):
+    """softmax(x)_k = exp(x_k − max) / Σ_j exp(x_j − max) along ``axis``."""
+    x = np.asarray(x)
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+# ----------------------------------------------------------------------------- shared plumbing
+
+
+@dataclass
+class _Cache:
+    """What backward needs; per-step arrays are feature-major (·, B)."""
+
+    x: np.ndarray  # (T, B, F) input
+    gates: np.ndarray  # (T, G·H, B) activated gates (LSTM: i, f, o, g; GRU: r, z, n)
+    hs: np.ndarray  # (T+1, H, B) state slots, see _slots
+    w_ih: np.ndarray  # (G·H, F) PyTorch order
+    w_hh: np.ndarray  # (G·H, H) PyTorch order
+    has_bias: bool
+    pad: np.ndarray | None  # (T, 1, B) bool, True at padding; None if no padding
+    reverse: bool
+    relu: bool = False  # RNN nonlinearity
+    cs: np.ndarray | None = None  # LSTM: (T+1, H, B) cell-state slots
+    tanh_c: np.ndarray | None = None  # LSTM: (T, H, B) tanh(c_t)
+    hn_part: np.ndarray | None = None  # GRU: (T, H, B) W_hn h + b_hn
+
+
+def _slots(T: int, reverse: bool):
+    """Step order and state slots: step t reads slot ``prev``, writes slot ``nxt``.
+
+    Forward: slot 0 = h0, slot t+1 = state after step t. Reverse: slot T = h0, slot t =
+    state after step t. In time order, the states before the steps are ``hs[:-1]``
+    (forward) or ``hs[1:]`` (reverse) and the final state is ``hs[-1]`` or ``hs[0]``.
+    """
+    if reverse:
+        return [(t, t + 1, t) for t in range(T - 1, -1, -1)]
+    return [(t, t, t + 1) for t in range(T)]
+
+
+def _before(buf, reverse):
+    """(T, ·) view of the slots holding each step's previous state."""
+    return buf[1:] if reverse else buf[:-1]
+
+
+def _after(buf, reverse):
+    """(T, ·) view of the slots holding each step's new state."""
+    return buf[:-1] if reverse else buf[1:]
+
+
+def _chunks(T: int, per_step: int, reverse: bool):
+    """Backward visits steps in chunks [t0, t1) of about _CHUNK_ELEMS elements each."""
+    k = max(1, min(T, _CHUNK_ELEMS // max(per_step, 1)))
+    bounds = [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
+    return bounds if reverse else bounds[::-1]
+
+
+def _prepare(kind, G, x, states, weight_ih, weight_hh, bias_ih, bias_hh, mask, lengths, reverse):
+    """Validate at the boundary; return arrays of one float dtype, the state slot buffers
+    (T+1, H, B) holding the initial states, and the padding mask (T, 1, B) or None."""
+    x = float_array("x", x, ndim=3)
+    dt = x.dtype
+    T, B, F = x.shape
+    weight_ih = float_array("weight_ih", weight_ih, ndim=2, dtype=dt)
+    if weight_ih.shape[0] % G or weight_ih.shape[0] == 0:
+        raise ValueError(
+            f"weight_ih has {weight_ih.shape[0]} rows: a {kind} needs G·H rows with G={G}, H ≥ 1"
+        )
+    H = weight_ih.shape[0] // G
+    check_shape("weight_ih", weight_ih, (G * H, F), hint=f"x has F={F} features")
+    weight_hh = float_array("weight_hh", weight_hh, ndim=2, dtype=dt)
+    check_shape("weight_hh", weight_hh, (G * H, H), hint=f"weight_ih implies H={H}")
+    if (bias_ih is None) != (bias_hh is None):
+        raise ValueError("pass both bias_ih and bias_hh, or neither")
+    if bias_ih is not None:
+        bias_ih = float_array("bias_ih", bias_ih, ndim=1, dtype=dt)
+        check_shape("bias_ih", bias_ih, (G * H,))
+        bias_hh = float_array("bias_hh", bias_hh, ndim=1, dtype=dt)
+        check_shape("bias_hh", bias_hh, (G * H,))
+    slots = []
+    for name, s in states:
+        if s is None:
+            s = np.zeros((B, H), dtype=dt)
+        else:
+            s = float_array(name, s, ndim=2, dtype=dt)
+            check_shape(name, s, (B, H), hint=f"x is (T={T}, B={B}, F={F}) and H={H}")
+        buf = np.empty((T + 1, H, B), dtype=dt)
+        buf[T if reverse else 0] = s.T
+        slots.append(buf)
+    m = mask_array(mask, lengths, T, B)
+    pad = None if m is None or m.all() else ~m[:, None, :]  # (T, 1, B)
+    return x, slots, weight_ih, weight_hh, bias_ih, bias_hh, pad
+
+
+def _check_upstream(c: _Cache, dout, dstates, names):
+    """dout (T, B, H) → (T, H, B) with zeros at padding; dstates (B, H) → (H, B) copies."""
+    T, B, _ = c.x.shape
+    H = c.hs.shape[1]
+    dt = c.x.dtype
+    if dout is None:
+        dout_t = np.zeros((T, H, B), dtype=dt)
+    else:
+        dout = float_array("dout", dout, ndim=3, dtype=dt)
+        check_shape("dout", dout, (T, B, H), hint="it must match out")
+        dout_t = np.ascontiguousarray(dout.transpose(0, 2, 1))
+        if c.pad is not None:
+            np.copyto(dout_t, 0, where=c.pad)  # out is constant 0 at padding
+    res = []
+    for name, d in zip(names, dstates, strict=True):
+        if d is None:
+            res.append(np.zeros((H, B), dtype=dt))
+        else:
+            d = float_array(name, d, ndim=2, dtype=dt)
+            check_shape(name, d, (B, H), hint="it must match the final state")
+            res.append(np.ascontiguousarray(d.T))
+    return dout_t, res
+
+
+def _input_projection(x, w_ih, bias):
+    """All steps at once: (G·H, F) @ (F, T·B) + b → (G·H, T, B)."""
+    T, B, F = x.shape
+    xp = np.matmul(w_ih, x.reshape(T * B, F).T)  # (G·H, T·B)
+    if bias is not None:
+        xp += bias[:, None]
+    return xp.reshape(-1, T, B)
+
+
+def _outputs(hs, pad, reverse):
+    """out (T, B, H): the state after each step, 0 at padding; and the final state (B, H)."""
+    out = np.ascontiguousarray(_after(hs, reverse).transpose(0, 2, 1))  # (T, B, H)
+    if pad is not None:
+        np.copyto(out, 0, where=pad.transpose(0, 2, 1))
+    final = (hs[0] if reverse else hs[-1]).T.copy()
+    return out, final
+
+
+def _weight_grads(c: _Cache, dg_ih, dg_hh):
+    """dx, dW_ih, dW_hh, db as single GEMMs over all T·B rows; dg_* are (G·H, T, B)."""
+    T, B, F = c.x.shape
+    H = c.hs.shape[1]
+    dgi = dg_ih.reshape(-1, T * B)  # (G·H, T·B)
+    dgh = dgi if dg_hh is None else dg_hh.reshape(-1, T * B)
+    h_prev = np.ascontiguousarray(_before(c.hs, c.reverse).transpose(0, 2, 1))  # (T, B, H)
+    dx = np.matmul(dgi.T, c.w_ih).reshape(T, B, F)  # (T, B, F)
+    grads = {
+        "weight_ih": np.matmul(dgi, c.x.reshape(T * B, F)),  # (G·H, F)
+        "weight_hh": np.matmul(dgh, h_prev.reshape(T * B, H)),  # (G·H, H)
+    }
+    if c.has_bias:
+        grads["bias_ih"] = dgi.sum(axis=1)
+        grads["bias_hh"] = dgh.sum(axis=1) if dg_hh is not None else grads["bias_ih"].copy()
+    return dx, grads
+
+
+def _sigmoid_from_half_(a):
+    """In place: ``a`` holds tanh(z/2); it becomes σ(z) = 0.5·tanh(z/2) + 0.5."""
+    a *= 0.5
+    a += 0.5
+
+
+# ----------------------------------------------------------------------------- vanilla RNN
+
+
+def rnn_forward(
+    x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
+    *, nonlinearity="tanh", mask=None, lengths=None, reverse=False,
+):  # fmt: skip
+    """Elman RNN over a whole sequence.
+
+    h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh),  act = tanh or relu
+
+    Shapes: x (T, B, F); h0 (B, H) or None (zeros); weight_ih (H, F); weight_hh (H, H);
+    biases (H,) or None; mask (T, B) or lengths (B,). Returns ``out`` (T, B, H),
+    ``h_n`` (B, H) and a cache for :func:`rnn_backward`.
+    """
+    one_of("nonlinearity", nonlinearity, ("tanh", "relu"))
+    x, (hs,), w_ih, w_hh, b_ih, b_hh, pad = _prepare(
+        "RNN", 1, x, [("h0", h0)], weight_ih, weight_hh, bias_ih, bias_hh, mask, lengths, reverse
+    )
+    T = x.shape[0]
+    xp = _input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (H, T, B)
+    for t, prev, nxt in _slots(T, reverse):
+        h = hs[nxt]  # (H, B)
+        np.matmul(w_hh, hs[prev], out=h)
+        h += xp[:, t]
+        if nonlinearity == "tanh":
+            np.tanh(h, out=h)
+        else:
+            np.maximum(h, 0, out=h)
+        if pad is not None:
+            np.copyto(h, hs[prev], where=pad[t])  # carry the state through padding
+    cache = _Cache(x, hs, hs, w_ih, w_hh, b_ih is not None, pad, reverse, nonlinearity == "relu")
+    return (*_outputs(hs, pad, reverse), cache)
+
+
+def rnn_backward(dout, dh_n, cache: _Cache):
+    """Backward of :func:`rnn_forward`.
+
+    With dh = dout_t + dh_next (dout_t ignored at padding) and h_t = act(a_t):
+    da_t = dh ⊙ (1 − h_t²) for tanh, dh ⊙ [h_t > 0] for relu, and 0 at padding;
+    dh_prev = W_hhᵀ da_t, or dh itself at padding (the carry).
+    Returns ``dx`` (T, B, F), ``dh0`` (B, H) and ``grads``.
+    """
+    c = cache
+    dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
+    T, B, _ = c.x.shape
+    H = c.hs.shape[1]
+    d_all = np.empty((H, T, B), dtype=dh.dtype)  # pre-activation gradients
+    da = np.empty((H, B), dtype=dh.dtype)
+    dh_prev = np.empty_like(dh)
+    for t0, t1 in _chunks(T, H * B, c.reverse):
+        # act'(a) for the chunk, 0 at padding
+        h_new = _after(c.hs, c.reverse)[t0:t1]  # (K, H, B)
+        if c.relu:
+            act_d = (h_new > 0).astype(dh.dtype)
+        else:
+            act_d = np.multiply(h_new, h_new)
+            np.subtract(1, act_d, out=act_d)
+        if c.pad is not None:
+            np.copyto(act_d, 0, where=c.pad[t0:t1])
+        steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
+        for t in steps:
+            dh += dout_t[t]
+            np.multiply(dh, act_d[t - t0], out=da)
+            np.matmul(c.w_hh.T, da, out=dh_prev)  # (H, B)
+            if c.pad is not None:
+                np.copyto(dh_prev, dh, where=c.pad[t])
+            d_all[:, t] = da
+            dh, dh_prev = dh_prev, dh
+    dx, grads = _weight_grads(c, d_all, None)
+    return dx, dh.T.copy(), grads
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+
+def _lstm_forward_order(H):
+    """Row permutation from PyTorch's i, f, g, o to i, f, o, g (the sigmoids contiguous)."""
+    return np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]
+
+
+def lstm_forward(
+    x, h0, c0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
+    *, mask=None, lengths=None, reverse=False,
+):  # fmt: skip
+    """LSTM over a whole sequence (PyTorch's equations and gate order i, f, g, o).
+
+    i = σ(W_ii x + b_ii + W_hi h + b_hi)     f = σ(W_if x + b_if + W_hf h + b_hf)
+    g = tanh(W_ig x + b_ig + W_hg h + b_hg)  o = σ(W_io x + b_io + W_ho h + b_ho)
+    c' = f ⊙ c + i ⊙ g                       h' = o ⊙ tanh(c')
+
+    Shapes: x (T, B, F); h0, c0 (B, H) or None; weight_ih (4H, F); weight_hh (4H, H);
+    biases (4H,) or None; mask (T, B) or lengths (B,). Returns ``out`` (T, B, H),
+    ``(h_n, c_n)`` and a cache for :func:`lstm_backward`.
+    """
+    x, (hs, cs), w_ih, w_hh, b_ih, b_hh, pad = _prepare(
+        "LSTM", 4, x, [("h0", h0), ("c0", c0)], weight_ih, weight_hh, bias_ih, bias_hh,
+        mask, lengths, reverse,
+    )  # fmt: skip
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    order = _lstm_forward_order(H)
+    half = np.ones((4 * H, 1), dtype=x.dtype)
+    half[: 3 * H] = 0.5  # the sigmoid gates i, f, o get z/2 (exact)
+    bias = None if b_ih is None else (b_ih + b_hh)[order] * half[:, 0]
+    xp = _input_projection(x, w_ih[order] * half, bias)  # (4H, T, B)
+    w_hh_half = w_hh[order] * half  # (4H, H)
+    gates = np.empty((T, 4 * H, B), dtype=x.dtype)
+    tanh_c = np.empty((T, H, B), dtype=x.dtype)
+    ig = np.empty((H, B), dtype=x.dtype)
+    for t, prev, nxt in _slots(T, reverse):
+        a = gates[t]  # (4H, B): pre-activations, then activations
+        np.matmul(w_hh_half, hs[prev], out=a)
+        a += xp[:, t]
+        np.tanh(a, out=a)
+        _sigmoid_from_half_(a[: 3 * H])
+        i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        c, h = cs[nxt], hs[nxt]
+        np.multiply(f, cs[prev], out=c)
+        np.multiply(i, g, out=ig)
+        c += ig
+        np.tanh(c, out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=h)
+        if pad is not None:  # carry both states through padding
+            np.copyto(h, hs[prev], where=pad[t])
+            np.copyto(c, cs[prev], where=pad[t])
+    cache = _Cache(x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, cs=cs, tanh_c=tanh_c)
+    out, h_n = _outputs(hs, pad, reverse)
+    c_n = (cs[0] if reverse else cs[-1]).T.copy()
+    return out, (h_n, c_n), cache
+
+
+def _lstm_factors(c: _Cache, t0: int, t1: int):
+    """Per-step factors of the LSTM backward for steps [t0, t1), 0 at padding.
+
+    e (K, 4, H, B) in PyTorch's order, so that the pre-activation gradients are
+      (di, df, dg) = dc ⊙ e[:, :3] and do = dh ⊙ e[:, 3], with
+      e_i = g σ'(i),  e_f = c_{t−1} σ'(f),  e_g = i (1 − g²),  e_o = tanh(c_t) σ'(o);
+    dcdh (K, H, B) = o (1 − tanh²(c_t)) so that dc = dc_next + dh ⊙ dcdh;
+    fc (K, H, B) = f (1 at padding) so that dc_prev = dc ⊙ fc.
+    """
+    a = c.gates[t0:t1]  # (K, 4H, B), order i, f, o, g
+    K, G, B = a.shape
+    H = G // 4
+    i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+    tc = c.tanh_c[t0:t1]
+    e = np.empty((K, 4, H, B), dtype=a.dtype)
+    sd = np.subtract(1, a[:, : 3 * H])  # σ' = s (1 − s) for i, f, o
+    sd *= a[:, : 3 * H]
+    np.multiply(g, sd[:, :H], out=e[:, 0])
+    np.multiply(_before(c.cs, c.reverse)[t0:t1], sd[:, H : 2 * H], out=e[:, 1])
+    np.multiply(g, g, out=e[:, 2])
+    np.subtract(1, e[:, 2], out=e[:, 2])
+    e[:, 2] *= i
+    np.multiply(tc, sd[:, 2 * H :], out=e[:, 3])
+    dcdh = np.multiply(tc, tc)
+    np.subtract(1, dcdh, out=dcdh)
+    dcdh *= o
+    fc = f.copy()
+    if c.pad is not None:
+        p = c.pad[t0:t1]  # (K, 1, B)
+        np.copyto(e, 0, where=p[:, None])
+        np.copyto(dcdh, 0, where=p)
+        np.copyto(fc, 1, where=p)
+    return e, dcdh, fc
+
+
+def lstm_backward(dout, dstate, cache: _Cache):
+    """Backward of :func:`lstm_forward`; ``dstate`` is ``(dh_n, dc_n)`` or None.
+
+    Per step, with dh = dout_t + dh_next and tc = tanh(c_t):
+    do = dh ⊙ tc;  dc = dc_next + dh ⊙ o ⊙ (1 − tc²)
+    di = dc ⊙ g;   df = dc ⊙ c_{t−1};  dg = dc ⊙ i;  dc_prev = dc ⊙ f
+    pre-activations: d(i, f, o) ⊙= s (1 − s), dg ⊙= 1 − g²;  dh_prev = W_hhᵀ dgates.
+    At padding the gate gradients are 0 and (dh, dc) pass back unchanged.
+    Returns ``dx`` (T, B, F), ``(dh0, dc0)`` and ``grads``.
+    """
+    c = cache
+    dh_n, dc_n = (None, None) if dstate is None else dstate
+    dout_t, (dh, dc_next) = _check_upstream(c, dout, [dh_n, dc_n], ["dh_n", "dc_n"])
+    T, B, _ = c.x.shape
+    H = c.hs.shape[1]
+    dgates = np.empty((4 * H, T, B), dtype=dh.dtype)  # pre-activation gradients i, f, g, o
+    d = np.empty((4 * H, B), dtype=dh.dtype)
+    d3 = d[: 3 * H].reshape(3, H, B)  # (di, df, dg)
+    dc = np.empty_like(dh)
+    dh_prev = np.empty_like(dh)
+    w_hh_t = c.w_hh.T  # (H, 4H)
+    for t0, t1 in _chunks(T, 8 * H * B, c.reverse):
+        e, dcdh, fc = _lstm_factors(c, t0, t1)
+        steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
+        for t in steps:
+            k = t - t0
+            dh += dout_t[t]
+            np.multiply(dh, dcdh[k], out=dc)  # 1. the cell gradient
+            dc += dc_next
+            np.multiply(e[k, :3], dc, out=d3)  # 2. di, df, dg
+            np.multiply(e[k, 3], dh, out=d[3 * H :])  # do
+            np.multiply(dc, fc[k], out=dc_next)  # 3. to the previous step
+            np.matmul(w_hh_t, d, out=dh_prev)
+            if c.pad is not None:
+                np.copyto(dh_prev, dh, where=c.pad[t])
+            dgates[:, t] = d
+            dh, dh_prev = dh_prev, dh
+    dx, grads = _weight_grads(c, dgates, None)
+    return dx, (dh.T.copy(), dc_next.T.copy()), grads
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+def gru_forward(
+    x, h0, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
+    *, mask=None, lengths=None, reverse=False,
+):  # fmt: skip
+    """GRU over a whole sequence (PyTorch's equations and gate order r, z, n).
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr)    z = σ(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+    h' = (1 − z) ⊙ n + z ⊙ h
+
+    Shapes: x (T, B, F); h0 (B, H) or None; weight_ih (3H, F); weight_hh (3H, H);
+    biases (3H,) or None; mask (T, B) or lengths (B,). Returns ``out`` (T, B, H),
+    ``h_n`` (B, H) and a cache for :func:`gru_backward`.
+    """
+    x, (hs,), w_ih, w_hh, b_ih, b_hh, pad = _prepare(
+        "GRU", 3, x, [("h0", h0)], weight_ih, weight_hh, bias_ih, bias_hh, mask, lengths, reverse
+    )
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    half = np.ones((3 * H, 1), dtype=x.dtype)
+    half[: 2 * H] = 0.5  # r and z get z/2 (exact)
+    if b_ih is None:
+        bias, b_hn = None, None
+    else:
+        bias = b_ih.copy()
+        bias[: 2 * H] += b_hh[: 2 * H]  # b_hr, b_hz join the input projection
+        bias *= half[:, 0]
+        b_hn = b_hh[2 * H :, None]  # (H, 1): stays inside r ⊙ (·)
+    xp = _input_projection(x, w_ih * half, bias)  # (3H, T, B)
+    w_hh_half = w_hh * half
+    gates = np.empty((T, 3 * H, B), dtype=x.dtype)
+    hn_part = np.empty((T, H, B), dtype=x.dtype)
+    rec = np.empty((3 * H, B), dtype=x.dtype)
+    for t, prev, nxt in _slots(T, reverse):
+        a = gates[t]  # (3H, B)
+        np.matmul(w_hh_half, hs[prev], out=rec)
+        rz = a[: 2 * H]
+        np.add(rec[: 2 * H], xp[: 2 * H, t], out=rz)
+        np.tanh(rz, out=rz)
+        _sigmoid_from_half_(rz)
+        r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
+        hn = hn_part[t]
+        if b_hn is None:
+            hn[...] = rec[2 * H :]
+        else:
+            np.add(rec[2 * H :], b_hn, out=hn)
+        np.multiply(r, hn, out=n)
+        n += xp[2 * H :, t]
+        np.tanh(n, out=n)
+        h = hs[nxt]  # h' = n + z ⊙ (h − n)
+        np.subtract(hs[prev], n, out=h)
+        h *= z
+        h += n
+        if pad is not None:
+            np.copyto(h, hs[prev], where=pad[t])
+    cache = _Cache(x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, hn_part=hn_part)
+    return (*_outputs(hs, pad, reverse), cache)
+
+
+def _gru_factors(c: _Cache, t0: int, t1: int):
+    """Per-step factors of the GRU backward for steps [t0, t1), 0 at padding.
+
+    e (K, 3, H, B): dn = dh ⊙ e_n, dz = dh ⊙ e_z, dr = dn ⊙ e_r, with
+      e_n = (1 − z)(1 − n²),  e_z = (h_{t−1} − n) z (1 − z),  e_r = (W_hn h + b_hn) r (1 − r).
+    """
+    a = c.gates[t0:t1]  # (K, 3H, B)
+    K, G, B = a.shape
+    H = G // 3
+    r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
+    e = np.empty((K, 3, H, B), dtype=a.dtype)
+    e_r, e_z, e_n = e[:, 0], e[:, 1], e[:, 2]
+    one_minus_z = np.subtract(1, z)
+    np.multiply(n, n, out=e_n)
+    np.subtract(1, e_n, out=e_n)
+    e_n *= one_minus_z
+    np.subtract(_before(c.hs, c.reverse)[t0:t1], n, out=e_z)
+    e_z *= z
+    e_z *= one_minus_z
+    np.subtract(1, r, out=e_r)
+    e_r *= r
+    e_r *= c.hn_part[t0:t1]
+    if c.pad is not None:
+        np.copyto(e, 0, where=c.pad[t0:t1, None])
+    return e
+
+
+def gru_backward(dout, dh_n, cache: _Cache):
+    """Backward of :func:`gru_forward`.
+
+    Per step, with dh = dout_t + dh_next:
+    dn = dh ⊙ (1 − z) ⊙ (1 − n²);  dz = dh ⊙ (h_{t−1} − n) ⊙ z(1 − z)
+    dr = dn ⊙ (W_hn h + b_hn) ⊙ r(1 − r)
+    the input side gets (dr, dz, dn), the recurrent side (dr, dz, dn ⊙ r), and
+    dh_prev = dh ⊙ z + W_hhᵀ (dr, dz, dn ⊙ r); at padding dh carries back unchanged.
+    Returns ``dx`` (T, B, F), ``dh0`` (B, H) and ``grads``.
+    """
+    c = cache
+    dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
+    T, B, _ = c.x.shape
+    H = c.hs.shape[1]
+    dg_ih = np.empty((3 * H, T, B), dtype=dh.dtype)  # (dr, dz, dn)
+    dg_hh = np.empty((3 * H, T, B), dtype=dh.dtype)  # (dr, dz, dn ⊙ r)
+    d = np.empty((3 * H, B), dtype=dh.dtype)  # recurrent side of this step
+    dr, dz, dn_r = d[:H], d[H : 2 * H], d[2 * H :]
+    dn = np.empty((H, B), dtype=dh.dtype)
+    dh_prev = np.empty_like(dh)
+    for t0, t1 in _chunks(T, 6 * H * B, c.reverse):
+        e = _gru_factors(c, t0, t1)
+        steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
+        for t in steps:
+            k = t - t0
+            dh += dout_t[t]
+            np.multiply(dh, e[k, 2], out=dn)
+            np.multiply(dh, e[k, 1], out=dz)
+            np.multiply(dn, e[k, 0], out=dr)
+            np.multiply(dn, c.gates[t, :H], out=dn_r)
+            dg_ih[2 * H :, t] = dn
+            np.matmul(c.w_hh.T, d, out=dh_prev)
+            np.multiply(dh, c.gates[t, H : 2 * H], out=dn)  # dh ⊙ z (dn is stored already)
+            dh_prev += dn
+            if c.pad is not None:
+                np.copyto(dh_prev, dh, where=c.pad[t])
+            dg_hh[:, t] = d
+            dh, dh_prev = dh_prev, dh
+    dg_ih[: 2 * H] = dg_hh[: 2 * H]
+    dx, grads = _weight_grads(c, dg_ih, dg_hh)
+    return dx, dh.T.copy(), grads

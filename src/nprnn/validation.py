@@ -1,0 +1,187 @@
+"""Checks at the boundary: every public entry point validates its inputs here.
+
+Each check raises ``ValueError`` or ``TypeError`` with one message that names the
+argument, says what was expected and what came, and where it helps, what to do::
+
+    mask has shape (7, 3) but x is (T=7, B=4): expected (7, 4)
+
+Nothing here copies large arrays except where a dtype must change, so the checks
+cost one pass over each input at most (the finiteness test).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _shape(a) -> str:
+    return "(" + ", ".join(str(s) for s in a.shape) + (",)" if a.ndim == 1 else ")")
+
+
+def as_float_dtype(dtype, name: str = "dtype") -> np.dtype:
+    """Return ``np.float32`` or ``np.float64`` as a ``np.dtype``; anything else is an error."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be np.float32 or np.float64, got {dtype!r}") from None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be np.float32 or np.float64, got {dt}")
+    return dt
+
+
+def float_array(name: str, a, *, ndim: int | None = None, dtype=None, finite: bool = True):
+    """``a`` as a float ndarray of ``dtype`` (default: its own float dtype, or float64).
+
+    Integer and bool inputs are converted; complex, object and string inputs are refused.
+    A float array of the other precision is refused rather than silently converted,
+    because mixing float32 and float64 would upcast the whole computation.
+    """
+    if a is None:
+        raise TypeError(f"{name} must be an array, got None")
+    arr = np.asarray(a)
+    if arr.dtype.kind in "biu":
+        arr = arr.astype(dtype if dtype is not None else np.float64)
+    elif arr.dtype.kind != "f":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    elif arr.dtype not in FLOAT_DTYPES:
+        # float16 / longdouble: convert to the working precision
+        arr = arr.astype(dtype if dtype is not None else np.float64)
+    if dtype is not None and arr.dtype != np.dtype(dtype):
+        raise TypeError(
+            f"{name} has dtype {arr.dtype} but this computation is {np.dtype(dtype)}: "
+            f"convert it with .astype(np.{np.dtype(dtype).name})"
+        )
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {_shape(arr)} ({arr.ndim}-D)")
+    if finite:
+        check_finite(name, arr)
+    return arr
+
+
+def check_finite(name: str, arr: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the first NaN or inf entry of ``arr``."""
+    if arr.size and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        idx = tuple(int(i) for i in bad)
+        raise ValueError(
+            f"{name} contains a non-finite value ({arr[idx]}) at index {idx}: "
+            "clean the input (NaN/inf) before passing it"
+        )
+
+
+def index_array(name: str, a, *, high: int | None = None, ndim: int | None = None):
+    """``a`` as an int64 array of ids in ``[0, high)``."""
+    if a is None:
+        raise TypeError(f"{name} must be an array of integer ids, got None")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer ids, got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {_shape(arr)} ({arr.ndim}-D)")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or (high is not None and hi >= high):
+            bad = np.argwhere((arr < 0) | (arr >= (high if high is not None else hi + 1)))[0]
+            idx = tuple(int(i) for i in bad)
+            raise ValueError(
+                f"{name} must hold ids in [0, {high}), got {int(arr[idx])} at index {idx}"
+            )
+    return arr
+
+
+def mask_array(mask, lengths, T: int, B: int, *, batch_first: bool = False):
+    """Normalise ``mask`` / ``lengths`` to a time-major bool mask (T, B), or None.
+
+    ``mask`` has x's two leading dims ((T, B), or (B, T) when ``batch_first``) and
+    holds 0/1 (or bools). ``lengths`` (B,) holds ints in [0, T] and means right padding.
+    """
+    if mask is not None and lengths is not None:
+        raise ValueError("pass either mask or lengths, not both")
+    want = (B, T) if batch_first else (T, B)
+    dims = "(B={1}, T={0})" if batch_first else "(T={0}, B={1})"
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.shape != want:
+            raise ValueError(
+                f"mask has shape {_shape(m)} but x is {dims.format(T, B)}: expected {want}"
+            )
+        if m.dtype != np.bool_:
+            if m.dtype.kind not in "biuf":
+                raise TypeError(f"mask must hold 0/1 values, got dtype {m.dtype}")
+            bad = (m != 0) & (m != 1)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"mask must hold only 0 and 1, got {m[idx]} at index {idx}")
+            m = m.astype(bool)
+        return m.T if batch_first else m
+    if lengths is not None:
+        ln = np.asarray(lengths)
+        if ln.ndim != 1 or ln.shape[0] != B:
+            raise ValueError(f"lengths has shape {_shape(ln)} but the batch has B={B}: expected ({B},)")
+        if ln.dtype.kind not in "iu":
+            if ln.dtype.kind == "f" and np.all(np.isfinite(ln)) and np.all(ln == np.round(ln)):
+                ln = ln.astype(np.int64)
+            else:
+                raise TypeError(f"lengths must hold integers, got dtype {ln.dtype}")
+        if ln.size and (ln.min() < 0 or ln.max() > T):
+            i = int(np.argmax((ln < 0) | (ln > T)))
+            raise ValueError(f"lengths must lie in [0, T={T}], got {int(ln[i])} at index {i}")
+        return np.arange(T)[:, None] < ln[None, :]
+    return None
+
+
+def check_shape(name: str, arr: np.ndarray, expected: tuple, *, hint: str = "") -> None:
+    """Raise ``ValueError`` if ``arr.shape != expected``."""
+    if tuple(arr.shape) != tuple(expected):
+        exp = "(" + ", ".join(str(s) for s in expected) + (",)" if len(expected) == 1 else ")")
+        msg = f"{name} has shape {_shape(arr)}: expected {exp}"
+        raise ValueError(msg + (f" ({hint})" if hint else ""))
+
+
+def positive_int(name: str, value, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; bools and floats are refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def real_in_range(name: str, value, *, low=None, high=None, low_open=False, high_open=False):
+    """``value`` as a float in the given interval (closed unless ``*_open``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    ok = np.isfinite(v)
+    if low is not None:
+        ok = ok and (v > low if low_open else v >= low)
+    if high is not None:
+        ok = ok and (v < high if high_open else v <= high)
+    if not ok:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        rng = f"{lo}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi}"
+        raise ValueError(f"{name} must lie in {rng}, got {value!r}")
+    return v
+
+
+def one_of(name: str, value, choices) -> str:
+    """``value`` if it is one of ``choices`` (strings), else a ``ValueError`` listing them."""
+    if value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {opts}, got {value!r}")
+    return value
+
+
+def as_rng(rng) -> np.random.Generator:
+    """A ``np.random.Generator`` from a Generator, an int seed or None."""
+    if rng is None or isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise TypeError(f"rng must be a np.random.Generator, an int seed or None, got {rng!r}")
