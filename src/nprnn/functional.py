@@ -145,6 +145,8 @@ def _prepare(kind, G, x, states, weight_ih, weight_hh, bias_ih, bias_hh, mask, l
     x = float_array("x", x, ndim=3)
     dt = x.dtype
     T, B, F = x.shape
+    if T == 0 or B == 0:
+        raise ValueError(f"x has shape {x.shape}: expected T ≥ 1 steps and B ≥ 1 sequences")
     weight_ih = float_array("weight_ih", weight_ih, ndim=2, dtype=dt)
     if weight_ih.shape[0] % G or weight_ih.shape[0] == 0:
         raise ValueError(
@@ -173,7 +175,9 @@ def _prepare(kind, G, x, states, weight_ih, weight_hh, bias_ih, bias_hh, mask, l
         slots.append(buf)
     m = mask_array(mask, lengths, T, B)
     pad = None if m is None or m.all() else ~m[:, None, :]  # (T, 1, B)
-    return x, slots, weight_ih, weight_hh, bias_ih, bias_hh, pad
+    # the cache keeps its own weights: an update between forward and backward
+    # must not change the gradient of the forward that was run
+    return x, slots, weight_ih.copy(), weight_hh.copy(), bias_ih, bias_hh, pad
 
 
 def _check_upstream(c: _Cache, dout, dstates, names):
@@ -206,7 +210,7 @@ def _input_projection(x, w_ih, bias):
     xp = np.matmul(w_ih, x.reshape(T * B, F).T)  # (G·H, T·B)
     if bias is not None:
         xp += bias[:, None]
-    return xp.reshape(-1, T, B)
+    return xp.reshape(w_ih.shape[0], T, B)
 
 
 def _outputs(hs, pad, reverse):

@@ -1,0 +1,136 @@
+"""Dense pieces: ``Linear`` and ``Embedding``, with PyTorch's names, shapes and init.
+
+Both follow the :class:`~nprnn.module.Module` protocol (``params``, ``grads``,
+``zero_grad``, ``state_dict``, ``load_state_dict``, ``train``/``eval``): ``forward``
+keeps what ``backward`` needs (the last call only), ``backward`` adds into ``grads``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Module
+from .validation import (
+    _shape,
+    as_float_dtype,
+    as_rng,
+    check_shape,
+    float_array,
+    index_array,
+    positive_int,
+)
+
+__all__ = ["Linear", "Embedding"]
+
+_NO_FORWARD = "backward() called before forward(): run layer(x) first"
+
+
+class Linear(Module):
+    """y = x Wᵀ + b, applied to the last axis.
+
+    Shapes: x (..., in_features) → y (..., out_features); ``weight`` (out, in),
+    ``bias`` (out,). Init as PyTorch: W and b ~ U(−1/√in, 1/√in).
+    ``backward(dout (..., out)) -> dx (..., in)``, accumulating
+    dW += doutᵀ x and db += Σ dout over all leading axes.
+    """
+
+    def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, rng=None):
+        super().__init__(as_float_dtype(dtype))
+        self.in_features = positive_int("in_features", in_features)
+        self.out_features = positive_int("out_features", out_features)
+        self.bias = bool(bias)
+        self.rng = as_rng(rng)
+        k = 1.0 / np.sqrt(self.in_features)
+        self._add_param("weight", self.rng.uniform(-k, k, (self.out_features, self.in_features)))
+        if self.bias:
+            self._add_param("bias", self.rng.uniform(-k, k, self.out_features))
+        self._x = None
+
+    def __repr__(self):
+        s = f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+        s += f"bias={self.bias}"
+        return s + (f", dtype={self.dtype.name})" if self.dtype != np.float32 else ")")
+
+    def forward(self, x):
+        """(..., in_features) → (..., out_features)."""
+        x = float_array("x", x, dtype=self.dtype)
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"x has shape {_shape(x)}: expected (..., {self.in_features}) "
+                f"(the last axis holds in_features={self.in_features})"
+            )
+        self._x = x
+        y = np.matmul(x, self.params["weight"].T)  # (..., out)
+        if self.bias:
+            y += self.params["bias"]
+        return y
+
+    def backward(self, dout):
+        """dout (..., out_features) → dx (..., in_features); adds into ``grads``."""
+        if self._x is None:
+            raise RuntimeError(_NO_FORWARD)
+        x = self._x
+        dout = float_array("dout", dout, dtype=self.dtype)
+        check_shape("dout", dout, x.shape[:-1] + (self.out_features,), hint="it must match y")
+        d2 = dout.reshape(-1, self.out_features)  # (N, out)
+        self.grads["weight"] += np.matmul(d2.T, x.reshape(-1, self.in_features))  # (out, in)
+        if self.bias:
+            self.grads["bias"] += d2.sum(axis=0)
+        return np.matmul(dout, self.params["weight"])  # (..., in)
+
+
+class Embedding(Module):
+    """A lookup table: y[..., :] = W[ids[...], :].
+
+    Shapes: ids (...) int in [0, num_embeddings) → y (..., embedding_dim); ``weight``
+    (num_embeddings, embedding_dim), init N(0, 1) as PyTorch. ``padding_idx`` (may be
+    negative, counted from the end) starts as a zero row and never gets a gradient.
+    ``backward(dout (..., dim)) -> None`` scatters: dW[ids[j]] += dout[j] (repeated ids add).
+    """
+
+    def __init__(
+        self, num_embeddings, embedding_dim, *, padding_idx=None, dtype=np.float32, rng=None
+    ):
+        super().__init__(as_float_dtype(dtype))
+        self.num_embeddings = positive_int("num_embeddings", num_embeddings)
+        self.embedding_dim = positive_int("embedding_dim", embedding_dim)
+        if padding_idx is not None:
+            n = self.num_embeddings
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, int | np.integer):
+                raise TypeError(f"padding_idx must be an int or None, got {padding_idx!r}")
+            if not -n <= padding_idx < n:
+                raise ValueError(f"padding_idx must lie in [-{n}, {n}), got {padding_idx}")
+            padding_idx = int(padding_idx) % n
+        self.padding_idx = padding_idx
+        self.rng = as_rng(rng)
+        w = self.rng.standard_normal((self.num_embeddings, self.embedding_dim))
+        if padding_idx is not None:
+            w[padding_idx] = 0
+        self._add_param("weight", w)
+        self._ids = None
+
+    def __repr__(self):
+        s = f"Embedding({self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        return s + (f", dtype={self.dtype.name})" if self.dtype != np.float32 else ")")
+
+    def forward(self, ids):
+        """int ids (...) → (..., embedding_dim), a fresh array."""
+        ids = index_array("ids", ids, high=self.num_embeddings)
+        self._ids = ids
+        return np.take(self.params["weight"], ids, axis=0)
+
+    def backward(self, dout):
+        """dout (..., embedding_dim): adds it into the rows of ``grads['weight']``."""
+        if self._ids is None:
+            raise RuntimeError(_NO_FORWARD)
+        ids = self._ids
+        dout = float_array("dout", dout, dtype=self.dtype)
+        check_shape("dout", dout, ids.shape + (self.embedding_dim,), hint="it must match y")
+        flat, d2 = ids.reshape(-1), dout.reshape(-1, self.embedding_dim)
+        if self.padding_idx is not None:
+            keep = flat != self.padding_idx
+            flat, d2 = flat[keep], d2[keep]
+        np.add.at(self.grads["weight"], flat, d2)  # exact sum over repeated ids
+        return None

@@ -1,0 +1,397 @@
+"""Recurrent layers ``RNN``, ``LSTM``, ``GRU``: PyTorch's interface on NumPy kernels.
+
+    layer = LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, rng=None)
+    out, (h_n, c_n) = layer(x, (h0, c0), mask=None, lengths=None)
+    dx, (dh0, dc0) = layer.backward(dout, (dh_n, dc_n))
+    # RNN and GRU: out, h_n = layer(x, h0, ...);  dx, dh0 = layer.backward(dout, dh_n)
+
+**Cells** (PyTorch's equations and gate order; see :mod:`nprnn.functional`)::
+
+    RNN   h' = act(W_ih x + b_ih + W_hh h + b_hh),  act = tanh | relu
+    LSTM  i, f, o = σ(·), g = tanh(·)  of  W_i* x + b_i* + W_h* h + b_h*
+          c' = f ⊙ c + i ⊙ g,  h' = o ⊙ tanh(c')
+    GRU   r, z = σ(·),  n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+          h' = (1 − z) ⊙ n + z ⊙ h
+
+**Stacking.** Layer k (k = 0 .. num_layers−1) reads x (k = 0) or the output of layer
+k−1; with ``bidirectional=True`` each layer runs a forward direction (t = 0 .. T−1) and a
+reverse one (t = T−1 .. 0) on the same input, and its output is the two concatenated on
+the feature axis, forward half first. In training mode, dropout with inverted scaling
+(kept units × 1/(1−p)) is applied to the output of every layer except the last.
+
+**Shapes** (PyTorch's). D = 2 if bidirectional else 1, L = num_layers, H = hidden_size.
+  x      (T, B, input_size), or (B, T, input_size) with ``batch_first``
+  out    (T, B, D·H), or (B, T, D·H) with ``batch_first``
+  states (D·L, B, H), always; index k·D + d = layer k, direction d (0 forward, 1 reverse)
+  params weight_ih_l{k} (G·H, F_k), weight_hh_l{k} (G·H, H), bias_ih_l{k}, bias_hh_l{k}
+         (G·H,), suffix ``_reverse`` for d = 1; G = 1 RNN, 4 LSTM, 3 GRU; F_0 = input_size,
+         F_k = D·H for k > 0.
+
+**Padding.** ``mask`` has x's two leading dims ((T, B), or (B, T) with ``batch_first``),
+1 at a real step and 0 at padding, in any pattern (left or right padding, holes, a row
+with no real step). ``lengths`` (B,) is shorthand for right padding: step t of row b is
+real iff t < lengths[b]. At a padding step, in every layer and both directions:
+  * the state passes through unchanged (h, and c for the LSTM);
+  * the output there is 0 (so the next layer sees 0 there, and treats it as padding too);
+  * in backward, the upstream gradient of the output there is ignored, and the state's
+    gradient passes back unchanged along the carry.
+So h_n is each row's state after its last real step (for the reverse direction: after
+its first real step), and a row with no real step returns its initial state as h_n and
+gets dh_n back as dh0. For right padding this is exactly PyTorch with
+``pack_padded_sequence`` / ``pad_packed_sequence``.
+
+The layer adds no per-step Python work: each (layer, direction) is one call to the
+functional kernel; ``backward`` adds (+=) into ``grads`` and may be called more than once
+for the same forward (only the last forward is kept).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import functional as F
+from .module import Module
+from .validation import (
+    _shape,
+    as_float_dtype,
+    as_rng,
+    check_shape,
+    float_array,
+    mask_array,
+    one_of,
+    positive_int,
+    real_in_range,
+)
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+_NO_FORWARD = "backward() called before forward(): run layer(x) first"
+
+
+class _Recurrent(Module):
+    """Shared machinery of RNN, LSTM and GRU (see the module docstring)."""
+
+    _gates = 1  # G
+    _state_names = ("h0",)  # names of the state arrays, as the user passes them
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        *,
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        dtype=np.float32,
+        rng=None,
+    ):
+        super().__init__(as_float_dtype(dtype))
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = real_in_range("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        self.bidirectional = bool(bidirectional)
+        self.rng = as_rng(rng)  # draws the init and, in training, the dropout masks
+        if self.dropout > 0 and self.num_layers == 1:
+            warnings.warn(
+                f"dropout={self.dropout} does nothing with num_layers=1: dropout acts "
+                "between stacked layers only",
+                UserWarning,
+                stacklevel=3 if type(self) is RNN else 2,  # RNN.__init__ is one frame more
+            )
+        D, H, G = self.num_directions, self.hidden_size, self._gates
+        bound = 1.0 / np.sqrt(H)  # PyTorch: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))
+        for k in range(self.num_layers):
+            f_in = self.input_size if k == 0 else D * H
+            for d in range(D):
+                sfx = self._suffix(k, d)
+                shapes = [("weight_ih", (G * H, f_in)), ("weight_hh", (G * H, H))]
+                if self.bias:
+                    shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
+                for name, shape in shapes:
+                    self._add_param(name + sfx, self.rng.uniform(-bound, bound, shape))
+        self._cache = None
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @staticmethod
+    def _suffix(k: int, d: int) -> str:
+        return f"_l{k}" + ("_reverse" if d else "")
+
+    def _extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        s += self._extra_repr()
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.dtype != np.float32:
+            s += f", dtype={self.dtype.name}"
+        return s + ")"
+
+    # ------------------------------------------------------------------ kernels (per cell)
+
+    def _kernel_forward(self, x, states, weights, mask, reverse):
+        """One (layer, direction): returns out (T, B, H), [final states], cache."""
+        raise NotImplementedError
+
+    def _kernel_backward(self, dout, dstates, cache):
+        """Returns dx (T, B, F), [dstate0], grads."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ states
+
+    def _split_state(self, state, name_of_arg: str, names) -> list:
+        """The state argument as a list with one entry per state array (None = zeros)."""
+        if len(names) == 1:
+            return [state]
+        if state is None:
+            return [None] * len(names)
+        if not isinstance(state, tuple | list) or len(state) != len(names):
+            got = type(state).__name__
+            if isinstance(state, tuple | list):
+                got += f" of length {len(state)}"
+            raise TypeError(f"{name_of_arg} must be a pair ({', '.join(names)}) or None, got {got}")
+        return list(state)
+
+    def _pack_state(self, arrays: list):
+        return arrays[0] if len(arrays) == 1 else tuple(arrays)
+
+    def _check_states(self, arrays: list, names, B: int, hint: str) -> list:
+        D, L, H = self.num_directions, self.num_layers, self.hidden_size
+        out = []
+        for name, s in zip(names, arrays, strict=True):
+            if s is not None:
+                s = float_array(name, s, dtype=self.dtype)
+                check_shape(name, s, (D * L, B, H), hint=hint)
+            out.append(s)
+        return out
+
+    def _weights(self, k: int, d: int) -> list:
+        p, sfx = self.params, self._suffix(k, d)
+        w = [p["weight_ih" + sfx], p["weight_hh" + sfx]]
+        if self.bias:
+            w += [p["bias_ih" + sfx], p["bias_hh" + sfx]]
+        return w
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, x, state=None, mask=None, lengths=None):
+        """Run the stack over a padded batch; see the module docstring for the rules.
+
+        Returns ``(out, h_n)`` (RNN, GRU) or ``(out, (h_n, c_n))`` (LSTM): out in x's
+        layout, final states (D·L, B, H). Keeps what ``backward`` needs.
+        """
+        self._cache = None  # a failed call leaves nothing to backpropagate
+        D, L, H = self.num_directions, self.num_layers, self.hidden_size
+        layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+        x = float_array("x", x, dtype=self.dtype)
+        if x.ndim != 3:
+            raise ValueError(f"x must be 3-D {layout}, got shape {_shape(x)} ({x.ndim}-D)")
+        if x.shape[2] != self.input_size:
+            raise ValueError(
+                f"x has {x.shape[2]} features (last axis, shape {_shape(x)}) but "
+                f"input_size={self.input_size}: expected {layout}"
+            )
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(
+                f"x has shape {_shape(x)}: {layout} needs at least one step and one sequence"
+            )
+        xt = np.ascontiguousarray(x.swapaxes(0, 1)) if self.batch_first else x  # (T, B, F)
+        T, B = xt.shape[:2]
+        m = mask_array(mask, lengths, T, B, batch_first=self.batch_first)  # (T, B) bool | None
+        names = self._state_names
+        hint = f"directions·num_layers={D * L}, B={B} as in x, hidden_size={H}"
+        states = self._check_states(self._split_state(state, "state", names), names, B, hint)
+        train_drop = self.training and self.dropout > 0
+        inp, caches, drops = xt, [], []
+        finals = [np.empty((D * L, B, H), dtype=self.dtype) for _ in names]
+        for k in range(L):
+            outs, layer_caches = [], []
+            for d in range(D):
+                i = k * D + d
+                s0 = [None if s is None else s[i] for s in states]
+                o, s_n, cache = self._kernel_forward(inp, s0, self._weights(k, d), m, d == 1)
+                for buf, s in zip(finals, s_n, strict=True):
+                    buf[i] = s
+                outs.append(o)  # (T, B, H)
+                layer_caches.append(cache)
+            out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, B, D·H), fresh
+            scale = None
+            if train_drop and k < L - 1:
+                keep = self.rng.random(out.shape, dtype=self.dtype) >= self.dropout
+                scale = keep * self.dtype.type(1.0 / (1.0 - self.dropout))  # 0 or 1/(1−p)
+                out *= scale
+            caches.append(layer_caches)
+            drops.append(scale)
+            inp = out
+        self._cache = {"caches": caches, "drops": drops, "T": T, "B": B}
+        if self.batch_first:
+            inp = np.ascontiguousarray(inp.swapaxes(0, 1))  # (B, T, D·H)
+        return inp, self._pack_state(finals)
+
+    @property
+    def dropout_masks(self) -> list:
+        """The dropout scales of the last forward, one per layer but the last.
+
+        Each is None (no dropout: eval mode or p = 0) or an array shaped like ``out``
+        (x's layout) holding 0 or 1/(1−p): layer k+1 read ``out_k * dropout_masks[k]``.
+        """
+        if self._cache is None:
+            return []
+        drops = self._cache["drops"][:-1]
+        return [d if d is None or not self.batch_first else d.swapaxes(0, 1) for d in drops]
+
+    # ------------------------------------------------------------------ backward
+
+    def backward(self, dout=None, dstate=None):
+        """Gradients of the last forward; adds the parameter gradients into ``grads``.
+
+        ``dout``: the gradient of ``out`` (same shape) or None (zeros); ``dstate``: that
+        of the final state, shaped like it (LSTM: a pair, either part may be None), or
+        None. Returns ``(dx, dh0)`` (RNN, GRU) or ``(dx, (dh0, dc0))`` (LSTM), dx in x's
+        layout and the state gradients (D·L, B, H) even when the forward had no state.
+        """
+        if self._cache is None:
+            raise RuntimeError(_NO_FORWARD)
+        D, L, H = self.num_directions, self.num_layers, self.hidden_size
+        c = self._cache
+        T, B = c["T"], c["B"]
+        if dout is not None:
+            want = (B, T, D * H) if self.batch_first else (T, B, D * H)
+            dout = float_array("dout", dout, dtype=self.dtype)
+            check_shape("dout", dout, want, hint="it must match out")
+            if self.batch_first:
+                dout = dout.swapaxes(0, 1)  # (T, B, D·H), a view
+        dnames = tuple("d" + n[:-1] + "_n" for n in self._state_names)  # dh_n, dc_n
+        dstates = self._split_state(dstate, "dstate", dnames)
+        dstates = self._check_states(dstates, dnames, B, "it must match the final state")
+        d0 = [np.empty((D * L, B, H), dtype=self.dtype) for _ in dnames]
+        g = dout  # gradient of the current layer's output, (T, B, D·H) or None
+        for k in range(L - 1, -1, -1):
+            dx = None
+            for d in range(D):
+                i, sfx = k * D + d, self._suffix(k, d)
+                g_d = None if g is None else (g if D == 1 else g[:, :, d * H : (d + 1) * H])
+                ds_n = [None if s is None else s[i] for s in dstates]
+                dx_d, ds0, grads = self._kernel_backward(g_d, ds_n, c["caches"][k][d])
+                for buf, s in zip(d0, ds0, strict=True):
+                    buf[i] = s
+                for name, v in grads.items():
+                    self.grads[name + sfx] += v
+                if dx is None:
+                    dx = dx_d
+                else:
+                    dx += dx_d
+            if k > 0 and c["drops"][k - 1] is not None:
+                dx *= c["drops"][k - 1]  # through the dropout of layer k−1's output
+            g = dx
+        if self.batch_first:
+            g = np.ascontiguousarray(g.swapaxes(0, 1))  # (B, T, F)
+        return g, self._pack_state(d0)
+
+
+class RNN(_Recurrent):
+    """Elman RNN stack: h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh), act = tanh | relu.
+
+    ``RNN(input_size, hidden_size, num_layers=1, *, nonlinearity='tanh', bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32, rng=None)``;
+    ``out, h_n = rnn(x, h0=None, mask=None, lengths=None)``;
+    ``dx, dh0 = rnn.backward(dout, dh_n)``. See :mod:`nprnn.layers` for shapes and padding.
+    """
+
+    def __init__(
+        self,
+        input_size,
+        hidden_size,
+        num_layers=1,
+        *,
+        nonlinearity="tanh",
+        bias=True,
+        batch_first=False,
+        dropout=0.0,
+        bidirectional=False,
+        dtype=np.float32,
+        rng=None,
+    ):
+        self.nonlinearity = one_of("nonlinearity", nonlinearity, ("tanh", "relu"))
+        super().__init__(
+            input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
+            dropout=dropout, bidirectional=bidirectional, dtype=dtype, rng=rng,
+        )  # fmt: skip
+
+    def _extra_repr(self):
+        return ", nonlinearity='relu'" if self.nonlinearity == "relu" else ""
+
+    def _kernel_forward(self, x, states, weights, mask, reverse):
+        out, h_n, cache = F.rnn_forward(x, states[0], *weights, nonlinearity=self.nonlinearity,
+                                        mask=mask, reverse=reverse)  # fmt: skip
+        return out, [h_n], cache
+
+    def _kernel_backward(self, dout, dstates, cache):
+        dx, dh0, grads = F.rnn_backward(dout, dstates[0], cache)
+        return dx, [dh0], grads
+
+
+class LSTM(_Recurrent):
+    """LSTM stack (gate order i, f, g, o): c' = f ⊙ c + i ⊙ g, h' = o ⊙ tanh(c').
+
+    ``LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, dtype=np.float32, rng=None)``;
+    ``out, (h_n, c_n) = lstm(x, (h0, c0) or None, mask=None, lengths=None)``;
+    ``dx, (dh0, dc0) = lstm.backward(dout, (dh_n, dc_n) or None)``; either part of a
+    pair may be None (zeros). See :mod:`nprnn.layers` for shapes and padding.
+    """
+
+    _gates = 4
+    _state_names = ("h0", "c0")
+
+    def _kernel_forward(self, x, states, weights, mask, reverse):
+        out, (h_n, c_n), cache = F.lstm_forward(x, states[0], states[1], *weights,
+                                                mask=mask, reverse=reverse)  # fmt: skip
+        return out, [h_n, c_n], cache
+
+    def _kernel_backward(self, dout, dstates, cache):
+        dx, (dh0, dc0), grads = F.lstm_backward(dout, tuple(dstates), cache)
+        return dx, [dh0, dc0], grads
+
+
+class GRU(_Recurrent):
+    """GRU stack (gate order r, z, n): n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),
+    h' = (1 − z) ⊙ n + z ⊙ h.
+
+    ``GRU(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
+    dropout=0.0, bidirectional=False, dtype=np.float32, rng=None)``;
+    ``out, h_n = gru(x, h0=None, mask=None, lengths=None)``;
+    ``dx, dh0 = gru.backward(dout, dh_n)``. See :mod:`nprnn.layers` for shapes and padding.
+    """
+
+    _gates = 3
+
+    def _kernel_forward(self, x, states, weights, mask, reverse):
+        out, h_n, cache = F.gru_forward(x, states[0], *weights, mask=mask, reverse=reverse)
+        return out, [h_n], cache
+
+    def _kernel_backward(self, dout, dstates, cache):
+        dx, dh0, grads = F.gru_backward(dout, dstates[0], cache)
+        return dx, [dh0], grads
