@@ -190,7 +190,7 @@ def _check_upstream(c: _Cache, dout, dstates, names):
     else:
         dout = float_array("dout", dout, ndim=3, dtype=dt)
         check_shape("dout", dout, (T, B, H), hint="it must match out")
-        dout_t = np.ascontiguousarray(dout.transpose(0, 2, 1))
+        dout_t = np.array(dout.transpose(0, 2, 1), order="C")  # always a copy: written below
         if c.pad is not None:
             np.copyto(dout_t, 0, where=c.pad)  # out is constant 0 at padding
     res = []
@@ -200,7 +200,7 @@ def _check_upstream(c: _Cache, dout, dstates, names):
         else:
             d = float_array(name, d, ndim=2, dtype=dt)
             check_shape(name, d, (B, H), hint="it must match the final state")
-            res.append(np.ascontiguousarray(d.T))
+            res.append(np.array(d.T, order="C"))  # a copy: accumulated into
     return dout_t, res
 
 
@@ -215,7 +215,7 @@ def _input_projection(x, w_ih, bias):
 
 def _outputs(hs, pad, reverse):
     """out (T, B, H): the state after each step, 0 at padding; and the final state (B, H)."""
-    out = np.ascontiguousarray(_after(hs, reverse).transpose(0, 2, 1))  # (T, B, H)
+    out = np.array(_after(hs, reverse).transpose(0, 2, 1), order="C")  # (T, B, H), a copy
     if pad is not None:
         np.copyto(out, 0, where=pad.transpose(0, 2, 1))
     final = (hs[0] if reverse else hs[-1]).T.copy()

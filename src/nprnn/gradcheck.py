@@ -33,14 +33,14 @@ def numerical_grad(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Central differences of ``f`` at ``params``.
 
-    Perturbs entries of copies of ``params`` in place (the caller's arrays are not
-    touched). ``max_entries`` samples at most that many entries per array (chosen by
-    ``rng``); returns ``{name: (flat_indices, derivatives)}``.
+    Perturbs entries of float64 copies of ``params`` in place (the caller's arrays are
+    not touched), so ``f`` receives float64 arrays. ``max_entries`` samples at most
+    that many entries per array (chosen by ``rng``); returns ``{name: (flat_indices, derivatives)}``.
     """
     real_in_range("eps", eps, low=0, low_open=True)
     rng = np.random.default_rng(rng)
-    work = {k: np.array(v, dtype=np.float64 if np.asarray(v).dtype.kind != "f" else None)
-            for k, v in params.items()}  # fmt: skip
+    # float64 copies: a float32 entry cannot even represent θ ± ε faithfully
+    work = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     out = {}
     for name, arr in work.items():
         n = arr.size

@@ -122,7 +122,9 @@ def mask_array(mask, lengths, T: int, B: int, *, batch_first: bool = False):
     if lengths is not None:
         ln = np.asarray(lengths)
         if ln.ndim != 1 or ln.shape[0] != B:
-            raise ValueError(f"lengths has shape {_shape(ln)} but the batch has B={B}: expected ({B},)")
+            raise ValueError(
+                f"lengths has shape {_shape(ln)} but the batch has B={B}: expected ({B},)"
+            )
         if ln.dtype.kind not in "iu":
             if ln.dtype.kind == "f" and np.all(np.isfinite(ln)) and np.all(ln == np.round(ln)):
                 ln = ln.astype(np.int64)

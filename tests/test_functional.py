@@ -1,0 +1,407 @@
+"""nprnn.functional: exact gradients, PyTorch parity, masking properties, error messages."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from helpers import (
+    CELLS,
+    loss_grads,
+    make_problem,
+    pre_activations,
+    random_lengths,
+    random_mask,
+    random_upstream,
+    reference_forward,
+    rel_err,
+    run_backward,
+    run_forward,
+    state_names,
+    torch_reference,
+    upstream_loss,
+)
+from nprnn import functional as F
+from nprnn.gradcheck import gradcheck
+
+GRAD_TOL = 1e-6
+SEED = 20240611
+
+
+def _problem(cell, T, B, F_, H, seed, mask_kind, *, reverse=False, bias=True):
+    """A float64 problem, mask and upstream gradients; RNN-relu avoids kinks (|pre| >= 1e-4)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        p = make_problem(cell, T, B, F_, H, rng, bias=bias)
+        mask = random_mask(mask_kind, T, B, rng)
+        if cell != "rnn_relu":
+            break
+        if np.abs(pre_activations(p, mask=mask, reverse=reverse)).min() >= 1e-4:
+            break
+    R, S = random_upstream(cell, T, B, H, rng)
+    return p, mask, R, S
+
+
+def _gradcheck(cell, p, R, S, **kw):
+    grads = loss_grads(cell, p, R, S, **kw)
+    errs = gradcheck(lambda q: upstream_loss(cell, q, R, S, **kw), p, grads)
+    bad = {k: e for k, e in errs.items() if not e < GRAD_TOL}
+    assert not bad, f"{cell} {kw}: relative errors {bad}"
+    return errs
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "right", "left", "holes"])
+@pytest.mark.parametrize("BH", [(1, 3), (3, 1), (1, 1), (4, 3)], ids=["B1", "H1", "B1H1", "B4H3"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_matches_per_step_reference(cell, reverse, BH, mask_kind):
+    """out (0 at padding) and the final states (state after the last real step) equal a
+    plain per-step loop, for any B and H including 1."""
+    B, H = BH
+    rng = np.random.default_rng(SEED + 4)
+    p = make_problem(cell, 5, B, 2, H, rng)
+    mask = random_mask(mask_kind, 5, B, rng)
+    out, states, _ = run_forward(cell, p, mask=mask, reverse=reverse)
+    r_out, r_states = reference_forward(cell, p, mask=mask, reverse=reverse)
+    assert rel_err(out, r_out) < 1e-13
+    for name, s, r in zip(state_names(cell), states, r_states, strict=True):
+        assert rel_err(s, r) < 1e-13, f"final {name[0]}_n"
+
+
+# ----------------------------------------------------------------------------- gradcheck
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "right", "left", "holes"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradcheck_every_input(cell, reverse, mask_kind):
+    """dx, dh0 (dc0) and every weight agree with central differences (float64)."""
+    p, mask, R, S = _problem(cell, 4, 4, 3, 3, SEED, mask_kind, reverse=reverse)
+    _gradcheck(cell, p, R, S, mask=mask, reverse=reverse)
+
+
+@pytest.mark.parametrize("shape", [(5, 1), (1, 4), (1, 1)], ids=["B1", "T1", "T1B1"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradcheck_small_shapes(cell, reverse, shape):
+    T, B = shape
+    p, mask, R, S = _problem(cell, T, B, 2, 3, SEED + 1, "holes", reverse=reverse)
+    _gradcheck(cell, p, R, S, mask=mask, reverse=reverse)
+    _gradcheck(cell, p, R, S, reverse=reverse)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_gradcheck_lengths_and_no_bias(cell):
+    """``lengths=`` (including 0 and T) and bias=False differentiate exactly too."""
+    p, _, R, S = _problem(cell, 4, 4, 3, 3, SEED + 2, "none", bias=False)
+    lengths = random_lengths(4, 4, np.random.default_rng(0))
+    assert set(lengths) >= {0, 4}
+    for reverse in (False, True):
+        errs = _gradcheck(cell, p, R, S, lengths=lengths, reverse=reverse)
+        assert "bias_ih" not in errs
+
+
+def test_gradcheck_would_catch_a_masking_bug():
+    """Sanity of the setup: cutting the carry at padding (the seed's fault 4) is detected."""
+    cell = "lstm"
+    p, mask, R, S = _problem(cell, 4, 3, 2, 3, SEED, "holes")
+    grads = loss_grads(cell, p, R, S, mask=mask)
+    # the gradient of the loss where dh0 is computed as if padding cut the carry
+    wrong = dict(grads, h0=grads["h0"] * mask.all(axis=0)[:, None])
+    if np.array_equal(wrong["h0"], grads["h0"]):
+        pytest.skip("this mask has no column with padding")
+    errs = gradcheck(lambda q: upstream_loss(cell, q, R, S, mask=mask), p, wrong)
+    assert errs["h0"] > 1e-3
+
+
+# ----------------------------------------------------------------------------- torch parity
+
+
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("packing", ["none", "mask", "lengths"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_torch_parity(torch, cell, reverse, dtype, packing):
+    """Outputs, final states and all gradients match torch.nn.{RNN,LSTM,GRU} + autograd."""
+    tol = 1e-10 if dtype == np.float64 else 1e-5
+    rng = np.random.default_rng(SEED + 3)
+    T, B, F_, H = 6, 5, 4, 5
+    p = make_problem(cell, T, B, F_, H, rng, dtype=dtype)
+    R, S = random_upstream(cell, T, B, H, rng, dtype=dtype)
+    lengths = None if packing == "none" else random_lengths(T, B, rng, min_len=1)
+    kw = {"reverse": reverse}
+    if packing == "mask":
+        kw["mask"] = np.arange(T)[:, None] < lengths[None, :]
+    elif packing == "lengths":
+        kw["lengths"] = lengths
+    out, states, cache = run_forward(cell, p, **kw)
+    dx, d0, g = run_backward(cell, cache, R, S)
+    grads = {"x": dx, **dict(zip(state_names(cell), d0, strict=True)), **g}
+    t_out, t_states, t_grads = torch_reference(cell, p, R, S, lengths=lengths, reverse=reverse)
+    errs = {"out": rel_err(out, t_out)}
+    errs.update(
+        {f"state{i}": rel_err(a, b) for i, (a, b) in enumerate(zip(states, t_states, strict=True))}
+    )
+    errs.update({f"d{k}": rel_err(grads[k], t_grads[k]) for k in p})
+    assert out.dtype == dtype and all(v.dtype == dtype for v in grads.values())
+    bad = {k: e for k, e in errs.items() if not e < tol}
+    assert not bad, f"relative errors above {tol}: {bad}"
+
+
+# ----------------------------------------------------------------------------- properties
+
+PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _full_grads(cell, p, R, S, **kw):
+    out, states, _ = run_forward(cell, p, **kw)
+    return out, states, loss_grads(cell, p, R, S, **kw)
+
+
+@PROPS
+@given(
+    cell=st.sampled_from(CELLS), reverse=st.booleans(), T=st.integers(1, 5),
+    B=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_padding_content_never_matters(cell, reverse, T, B, seed):
+    """Changing x and dout at padding changes no output, final state or gradient."""
+    rng = np.random.default_rng(seed)
+    p = make_problem(cell, T, B, 3, 3, rng)
+    mask = random_mask("holes", T, B, rng)
+    R, S = random_upstream(cell, T, B, 3, rng)
+    q = dict(p, x=np.where(mask[:, :, None], p["x"], rng.normal(scale=10, size=p["x"].shape)))
+    R2 = np.where(mask[:, :, None], R, rng.normal(size=R.shape))
+    out1, st1, g1 = _full_grads(cell, p, R, S, mask=mask, reverse=reverse)
+    out2, st2, g2 = _full_grads(cell, q, R2, S, mask=mask, reverse=reverse)
+    assert rel_err(out1, out2) < 1e-12
+    assert np.all(out1[~mask] == 0)
+    for a, b in zip(st1, st2, strict=True):
+        assert rel_err(a, b) < 1e-12
+    for k in g1:
+        assert rel_err(g1[k], g2[k]) < 1e-12, k
+    assert np.all(g1["x"][~mask] == 0)
+
+
+@PROPS
+@given(
+    cell=st.sampled_from(CELLS), reverse=st.booleans(), T=st.integers(1, 5),
+    B=st.integers(1, 4), kind=st.sampled_from(["right", "left", "holes"]),
+    seed=st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_padded_batch_equals_each_sequence_alone(cell, reverse, T, B, kind, seed):
+    """Each column of a masked batch computes what its real steps compute on their own."""
+    rng = np.random.default_rng(seed)
+    H = 3
+    p = make_problem(cell, T, B, 2, H, rng)
+    mask = random_mask(kind, T, B, rng)
+    R, S = random_upstream(cell, T, B, H, rng)
+    out, states, g = _full_grads(cell, p, R, S, mask=mask, reverse=reverse)
+    names = state_names(cell)
+    wsum = {k: np.zeros_like(p[k]) for k in p if k.startswith(("weight", "bias"))}
+    for b in range(B):
+        real = mask[:, b]
+        if not real.any():  # a length-0 sequence keeps its state and passes S back
+            for i, n in enumerate(names):
+                assert np.array_equal(states[i][b], p[n][b])
+                assert np.array_equal(g[n][b], S[i][b])
+            assert not out[:, b].any() and not g["x"][:, b].any()
+            continue
+        pb = dict(p, x=p["x"][real, b : b + 1], **{n: p[n][b : b + 1] for n in names})
+        Rb, Sb = R[real, b : b + 1], tuple(s[b : b + 1] for s in S)
+        ob, sb, gb = _full_grads(cell, pb, Rb, Sb, reverse=reverse)
+        assert rel_err(out[real, b], ob[:, 0]) < 1e-10
+        for i, n in enumerate(names):
+            assert rel_err(states[i][b], sb[i][0]) < 1e-10
+            assert rel_err(g[n][b], gb[n][0]) < 1e-10
+        assert rel_err(g["x"][real, b], gb["x"][:, 0]) < 1e-10
+        for k in wsum:
+            wsum[k] += gb[k]
+    for k in wsum:
+        assert rel_err(g[k], wsum[k]) < 1e-10, k
+
+
+@PROPS
+@given(
+    cell=st.sampled_from(CELLS), reverse=st.booleans(), T=st.integers(1, 6),
+    B=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+)  # fmt: skip
+def test_left_and_right_padding_agree(cell, reverse, T, B, seed):
+    """The same sequences right- and left-padded give the same results, shifted."""
+    rng = np.random.default_rng(seed)
+    H = 3
+    p = make_problem(cell, T, B, 2, H, rng)
+    lengths = random_lengths(T, B, rng)
+    right = np.arange(T)[:, None] < lengths[None, :]
+    left = right[::-1]
+    R, S = random_upstream(cell, T, B, H, rng)
+
+    def to_left(a):  # move each column's first L_b steps to its end
+        a = a.copy()
+        for b, n in enumerate(lengths):
+            a[:, b] = np.roll(a[:, b], T - n, axis=0)
+        return a
+
+    pl = dict(p, x=to_left(p["x"]))
+    o_r, s_r, g_r = _full_grads(cell, p, R, S, mask=right, reverse=reverse)
+    o_l, s_l, g_l = _full_grads(cell, pl, to_left(R), S, mask=left, reverse=reverse)
+    assert rel_err(to_left(o_r), o_l) < 1e-12
+    for a, b in zip(s_r, s_l, strict=True):
+        assert rel_err(a, b) < 1e-12
+    assert rel_err(to_left(g_r["x"]), g_l["x"]) < 1e-12
+    for k in g_r:
+        if k != "x":
+            assert rel_err(g_r[k], g_l[k]) < 1e-12, k
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cache_backpropagates_twice_and_none_means_zeros(cell):
+    p, mask, R, S = _problem(cell, 4, 3, 2, 3, SEED, "holes")
+    _, _, cache = run_forward(cell, p, mask=mask)
+    first = run_backward(cell, cache, R, S)
+    second = run_backward(cell, cache, R, S)
+    assert np.array_equal(first[0], second[0])
+    zeros = run_backward(cell, cache, np.zeros_like(R), tuple(np.zeros_like(s) for s in S))
+    nones = run_backward(cell, cache, None, None)
+    assert np.array_equal(zeros[0], nones[0]) and not nones[0].any()
+    for k in zeros[2]:
+        assert np.array_equal(zeros[2][k], nones[2][k])
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 3), (3, 4, 1), (3, 3, 3)], ids=["B1", "H1", "B3H3"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_leaves_its_arguments_untouched(cell, shape):
+    """backward must not write into dout or the final-state gradients (nor the forward
+    into x / h0 / weights), whatever B and H are."""
+    T, B, H = shape
+    rng = np.random.default_rng(7)
+    p = make_problem(cell, T, B, 2, H, rng)
+    mask = np.ones((T, B), bool)
+    mask[1, 0] = False
+    R, S = random_upstream(cell, T, B, H, rng)
+    saved = {k: v.copy() for k, v in p.items()}
+    R0, S0 = R.copy(), tuple(s.copy() for s in S)
+    w = [p.get(n) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    if cell == "lstm":
+        _, _, cache = F.lstm_forward(p["x"], p["h0"], p["c0"], *w, mask=mask)
+        F.lstm_backward(R, S, cache)
+    elif cell == "gru":
+        _, _, cache = F.gru_forward(p["x"], p["h0"], *w, mask=mask)
+        F.gru_backward(R, S[0], cache)
+    else:
+        _, _, cache = F.rnn_forward(p["x"], p["h0"], *w, nonlinearity=cell[4:], mask=mask)
+        F.rnn_backward(R, S[0], cache)
+    assert np.array_equal(R, R0), "dout was modified"
+    for s, s0 in zip(S, S0, strict=True):
+        assert np.array_equal(s, s0), "a final-state gradient was modified"
+    for k in p:
+        assert np.array_equal(p[k], saved[k]), f"{k} was modified"
+
+
+# ----------------------------------------------------------------------------- error messages
+
+
+def _rnn_args(T=5, B=3, F_=2, H=4, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    return (
+        rng.normal(size=(T, B, F_)).astype(dtype),
+        rng.normal(size=(H, F_)).astype(dtype),
+        rng.normal(size=(H, H)).astype(dtype),
+    )
+
+
+def _raises(exc, text):
+    return pytest.raises(exc, match=re.escape(text))
+
+
+def test_error_mask_shape():
+    x, wi, wh = _rnn_args()
+    with _raises(ValueError, "mask has shape (5, 4) but x is (T=5, B=3): expected (5, 3)"):
+        F.rnn_forward(x, None, wi, wh, mask=np.ones((5, 4)))
+
+
+def test_error_weight_shape():
+    x, wi, _ = _rnn_args()
+    with _raises(ValueError, "weight_hh has shape (4, 3): expected (4, 4)"):
+        F.rnn_forward(x, None, wi, np.zeros((4, 3)))
+
+
+def test_error_lstm_weight_rows():
+    x, _, _ = _rnn_args()
+    with _raises(ValueError, "weight_ih has 6 rows"):
+        F.lstm_forward(x, None, None, np.zeros((6, 2)), np.zeros((6, 4)))
+
+
+def test_error_h0_shape():
+    x, wi, wh = _rnn_args()
+    with _raises(ValueError, "h0 has shape (2, 4): expected (3, 4)"):
+        F.rnn_forward(x, np.zeros((2, 4)), wi, wh)
+
+
+def test_error_c0_shape():
+    x, _, _ = _rnn_args()
+    with _raises(ValueError, "c0 has shape (3, 5): expected (3, 4)"):
+        F.lstm_forward(x, None, np.zeros((3, 5)), np.zeros((16, 2)), np.zeros((16, 4)))
+
+
+def test_error_dtype_mixing():
+    x, wi, wh = _rnn_args(dtype=np.float32)
+    with _raises(TypeError, "weight_hh has dtype float64 but this computation is float32"):
+        F.gru_forward(x, None, np.zeros((12, 2), np.float32), np.zeros((12, 4)))
+    with _raises(TypeError, "h0 has dtype float64 but this computation is float32"):
+        F.rnn_forward(x, np.zeros((3, 4)), wi, wh)
+
+
+def test_error_nan_in_x_names_the_index():
+    x, wi, wh = _rnn_args()
+    x[3, 1, 0] = np.nan
+    with _raises(ValueError, "x contains a non-finite value (nan) at index (3, 1, 0)"):
+        F.rnn_forward(x, None, wi, wh)
+
+
+def test_error_lengths_out_of_range():
+    x, wi, wh = _rnn_args()
+    with _raises(ValueError, "lengths must lie in [0, T=5], got 6 at index 2"):
+        F.rnn_forward(x, None, wi, wh, lengths=[5, 0, 6])
+    with _raises(ValueError, "lengths must lie in [0, T=5], got -1 at index 0"):
+        F.rnn_forward(x, None, wi, wh, lengths=[-1, 0, 2])
+
+
+def test_error_mask_values_not_binary():
+    x, wi, wh = _rnn_args()
+    mask = np.ones((5, 3))
+    mask[2, 1] = 0.5
+    with _raises(ValueError, "mask must hold only 0 and 1, got 0.5 at index (2, 1)"):
+        F.rnn_forward(x, None, wi, wh, mask=mask)
+
+
+def test_error_mask_and_lengths_together():
+    x, wi, wh = _rnn_args()
+    with _raises(ValueError, "pass either mask or lengths, not both"):
+        F.rnn_forward(x, None, wi, wh, mask=np.ones((5, 3)), lengths=[1, 2, 3])
+
+
+def test_error_nonlinearity():
+    x, wi, wh = _rnn_args()
+    with _raises(ValueError, "nonlinearity must be one of 'tanh', 'relu', got 'sigmoid'"):
+        F.rnn_forward(x, None, wi, wh, nonlinearity="sigmoid")
+
+
+def test_error_upstream_shape():
+    x, wi, wh = _rnn_args()
+    _, _, cache = F.rnn_forward(x, None, wi, wh)
+    with _raises(ValueError, "dout has shape (5, 3, 3): expected (5, 3, 4)"):
+        F.rnn_backward(np.zeros((5, 3, 3)), None, cache)
+    with _raises(ValueError, "dh_n has shape (3, 3): expected (3, 4)"):
+        F.rnn_backward(None, np.zeros((3, 3)), cache)
