@@ -35,7 +35,8 @@ def numerical_grad(
 
     Perturbs entries of float64 copies of ``params`` in place (the caller's arrays are
     not touched), so ``f`` receives float64 arrays. ``max_entries`` samples at most
-    that many entries per array (chosen by ``rng``); returns ``{name: (flat_indices, derivatives)}``.
+    that many entries per array (chosen by ``rng``). Returns
+    ``{name: (flat_indices, derivatives)}``.
     """
     real_in_range("eps", eps, low=0, low_open=True)
     rng = np.random.default_rng(rng)
