@@ -1,0 +1,155 @@
+"""Trainer: evaluation, early stopping, divergence, interrupts, checkpoint state."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import nprnn.train as train_mod
+from nprnn.charlm import CharLM
+from nprnn.checkpoint import RunDir, load_arrays, load_best, load_checkpoint
+from nprnn.text import Vocab
+from nprnn.train import Trainer, TrainOptions, evaluate, plot_losses
+
+LINES = ["anna", "bob", "cleo", "dave", "eve", "fay", "gus", "hal", "ida", "jo", "kim", "lea"]
+
+
+def make(tmp_path, *, mode="lines", name="run", **kw):
+    opts = TrainOptions(
+        mode=mode,
+        batch_size=3,
+        seq_len=5,
+        steps=kw.pop("steps", 12),
+        eval_every=kw.pop("eval_every", 4),
+        warmup=2,
+        quiet=True,
+        **kw,
+    )
+    if mode == "lines":
+        vocab = Vocab.build(LINES, lines_mode=True)
+        train, val = LINES[:9], LINES[9:]
+    else:
+        text = " ".join(LINES) * 3
+        vocab = Vocab.build([text], lines_mode=False)
+        train, val = vocab.encode(text[:100]), vocab.encode(text[100:])
+    model = CharLM(len(vocab), hidden=6, rng=np.random.default_rng([opts.seed, 0]))
+    run = RunDir(tmp_path / name)
+    run.check_writable()
+    return Trainer(model, vocab, train, val, opts, run, {"format": "test"})
+
+
+def test_done_logs_each_evaluation_and_keeps_the_best(tmp_path):
+    tr = make(tmp_path)
+    tr.save()
+    res = tr.run()
+    assert res.status == "done" and res.step == 12
+    log = tr.run_dir.read_log()
+    assert [r["step"] for r in log] == [4, 8, 12]
+    assert all(r["scheduled"] and math.isfinite(r["val_loss"]) for r in log)
+    assert res.best_val_loss == min(r["val_loss"] for r in log)
+    best = load_best(tr.run_dir)
+    assert best is not None
+    # the logged lr is the schedule's (warmup 2, cosine to 0.1 x lr over 12 steps)
+    assert log[0]["lr"] == pytest.approx(tr.schedule.lr_at(3))
+
+
+def test_off_schedule_final_evaluation_changes_no_record(tmp_path):
+    tr = make(tmp_path, steps=10)
+    res = tr.run()
+    log = tr.run_dir.read_log()
+    assert [(r["step"], r["scheduled"]) for r in log] == [(4, True), (8, True), (10, False)]
+    assert res.best_step in (4, 8) and not log[-1]["best"]
+
+
+def test_early_stopping_keeps_the_best_weights(tmp_path, monkeypatch):
+    losses = iter([3.0, 2.0, 2.5, 2.4, 2.6, 1.0])
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: next(losses))
+    tr = make(tmp_path, steps=40, patience=3)
+    snapshots = {}
+    original = tr.save
+
+    def save(*, best=False):
+        original(best=best)
+        snapshots[tr.step] = tr.model.state_dict()
+
+    tr.save = save
+    res = tr.run()
+    assert res.status == "early_stopped" and res.step == 20
+    assert res.best_step == 8 and res.best_val_loss == 2.0
+    best = load_best(tr.run_dir)
+    for k, v in best.items():
+        assert np.array_equal(v, snapshots[8][k])
+    # resuming an early-stopped run with the same patience does nothing
+    again = make(tmp_path, steps=40, patience=3)
+    _, _, arrays, state = load_checkpoint(tr.run_dir)
+    again.load_state(arrays, state)
+    assert again.run().status == "early_stopped" and again.step == 20
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 1e6])
+def test_divergence_saves_nothing(tmp_path, monkeypatch, bad):
+    tr = make(tmp_path, steps=12)
+    tr.save()
+    original = tr.model.loss_and_grad
+
+    def loss_and_grad(*a, **k):
+        loss, state = original(*a, **k)
+        return (bad if tr.step == 5 else loss), state
+
+    monkeypatch.setattr(tr.model, "loss_and_grad", loss_and_grad)
+    res = tr.run()
+    assert res.status == "diverged" and res.step == 5
+    assert "step 6" in res.message and "checkpoint of step 4" in res.message
+    assert "--lr" in res.message
+    assert load_checkpoint(tr.run_dir)[3]["step"] == 4
+
+
+def test_keyboard_interrupt_mid_step_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    tr = make(tmp_path)
+    tr.save()
+    original = tr.model.loss_and_grad
+
+    def loss_and_grad(*a, **k):
+        if tr.step == 6:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(tr.model, "loss_and_grad", loss_and_grad)
+    res = tr.run()
+    assert res.status == "interrupted" and "kept the last checkpoint" in res.message
+    assert load_checkpoint(tr.run_dir)[3]["step"] == 4
+
+
+def test_state_round_trip_continues_identically(tmp_path):
+    kw = {"mode": "stream", "decay": "none"}  # so the schedule does not depend on steps
+    a = make(tmp_path, name="a", **kw)
+    a.run()
+    b = make(tmp_path, name="b", steps=5, **kw)
+    b.run()
+    c = make(tmp_path, name="b", **kw)  # same run dir, full length
+    _, weights, arrays, state = load_checkpoint(c.run_dir)
+    c.model.load_state_dict(weights)
+    c.load_state(arrays, state)
+    assert c.step == 5 and c.stream_state is not None
+    c.run()
+    wa, wc = load_arrays(a.run_dir.model_path), load_arrays(c.run_dir.model_path)
+    assert all(np.array_equal(wa[k], wc[k]) for k in wa)
+
+
+def test_evaluate_stream_batch_one_is_the_sequential_score():
+    vocab = Vocab.build(["abcab cab"], lines_mode=False)
+    ids = vocab.encode("abcab cab abca")
+    model = CharLM(len(vocab), hidden=5, rng=0)
+    got = evaluate(model, vocab, ids, mode="stream", batch_size=1, seq_len=4)
+    ref, n, _ = model.score(ids[:-1, None], ids[1:, None])
+    assert n == len(ids) - 1 and got == pytest.approx(ref, rel=1e-6)
+
+
+def test_plot_losses(tmp_path):
+    pytest.importorskip("matplotlib")
+    log = [{"step": 4, "train_loss": 3.0, "val_loss": 2.9}, {"step": 8, "val_loss": 2.5}]
+    assert plot_losses(log, tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not plot_losses([], tmp_path / "none.png")
