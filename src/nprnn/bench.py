@@ -201,11 +201,11 @@ def _gemm_rate(dtype=np.float32, n=2048, repeat=5) -> float:
     return 2 * n**3 / _median_time(lambda: a @ a, repeat) / 1e9
 
 
-def run(*, repeat=5, notebook=True, torch_=True, cells=None, seed=0):
+def run(*, repeat=5, notebook=True, torch_=True, cells=None, seed=0, shapes=SHAPES):
     """Measure every shape; return a list of row dicts (times in seconds)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for cell, H, B, T, nl in SHAPES:
+    for cell, H, B, T, nl in shapes:
         if cells and cell not in cells:
             continue
         F = H
@@ -259,6 +259,22 @@ def format_table(rows, gemm_gflops) -> str:
     return "\n".join(lines)
 
 
+def _limit_threads(n: int) -> None:
+    """Give NumPy's BLAS and torch the same number of threads."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        msg = "nprnn bench: --threads needs threadpoolctl: pip install threadpoolctl"
+        raise SystemExit(msg) from None
+    threadpool_limits(limits=n, user_api="blas")
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="nprnn bench",
@@ -272,12 +288,20 @@ def main(argv=None) -> int:
     p.add_argument("--no-torch", action="store_true", help="skip torch even if installed")
     p.add_argument("--cell", choices=["lstm", "gru", "rnn"], action="append",
                    help="only these cells (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, default=0,
+        help="BLAS threads for NumPy and torch alike (0: each library's default)",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error(f"--repeat must be >= 1, got {args.repeat}")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        _limit_threads(args.threads)
     gemm = _gemm_rate()
     rows = run(repeat=args.repeat, notebook=not args.no_notebook, torch_=not args.no_torch,
-               cells=args.cell)  # fmt: skip
+               cells=args.cell, shapes=SHAPES)  # fmt: skip
     try:
         import torch
 
@@ -294,13 +318,17 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "gemm_gflops": gemm,
         "repeat": args.repeat,
+        "blas_threads": args.threads or None,
     }
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=2))
     else:
         print(format_table(rows, gemm))
-        print(f"numpy {meta['numpy']}, torch {meta['torch']} ({torch_threads} threads), "
-              f"{meta['cpus']} CPUs; median of {args.repeat} runs")  # fmt: skip
+        blas = args.threads or "default"
+        print(
+            f"numpy {meta['numpy']} (BLAS threads: {blas}), torch {meta['torch']} "
+            f"({torch_threads} threads), {meta['cpus']} CPUs; median of {args.repeat} runs"
+        )
     return 0
 
 
