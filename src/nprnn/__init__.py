@@ -1,38 +1,37 @@
 """nprnn: recurrent neural networks in NumPy with explicit, exact backpropagation through time.
 
-Public names: the layers ``RNN``, ``LSTM``, ``GRU``, ``Linear``, ``Embedding``; the loss
-``softmax_cross_entropy``; the checker ``gradcheck``; and the modules ``functional``
-(sequence kernels), ``classic`` (the notebook's API, fixed) and ``optim``.
+Layers with PyTorch's interface, names and numerics::
+
+    import nprnn
+    lstm = nprnn.LSTM(10, 20, num_layers=2, bidirectional=True)
+    out, (h_n, c_n) = lstm(x, lengths=lengths)       # x (T, B, 10)
+    dx, (dh0, dc0) = lstm.backward(dout)             # gradients accumulate in lstm.grads
+
+Public names: the layers :class:`RNN`, :class:`LSTM`, :class:`GRU`, :class:`Linear`,
+:class:`Embedding`; the loss :func:`softmax_cross_entropy`; the checker :func:`gradcheck`;
+and the modules :mod:`~nprnn.functional` (sequence kernels), :mod:`~nprnn.classic` (the
+notebook's API, fixed) and :mod:`~nprnn.optim` (optimizers). NumPy is the only
+dependency of all of these.
 """
 
-from . import functional
+from . import classic, functional, optim
+from .dense import Embedding, Linear
 from .gradcheck import gradcheck
+from .layers import GRU, LSTM, RNN
+from .losses import softmax_cross_entropy
 
 __version__ = "0.1.0"
 
-__all__ = ["functional", "gradcheck", "__version__"]
-
-try:  # filled in as the modules land
-    from .layers import GRU, LSTM, RNN  # noqa: F401
-
-    __all__ += ["RNN", "LSTM", "GRU"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from .dense import Embedding, Linear  # noqa: F401
-
-    __all__ += ["Linear", "Embedding"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from .losses import softmax_cross_entropy  # noqa: F401
-
-    __all__ += ["softmax_cross_entropy"]
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from . import classic, optim  # noqa: F401
-
-    __all__ += ["classic", "optim"]
-except ImportError:  # pragma: no cover
-    pass
+__all__ = [
+    "RNN",
+    "LSTM",
+    "GRU",
+    "Linear",
+    "Embedding",
+    "softmax_cross_entropy",
+    "gradcheck",
+    "functional",
+    "classic",
+    "optim",
+    "__version__",
+]
