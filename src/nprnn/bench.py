@@ -10,7 +10,8 @@ side by side in the same run:
   element-wise gate work were free; ``elementwise`` is nprnn minus the floor;
 - torch: ``torch.nn.LSTM/GRU/RNN`` forward + autograd backward (if torch is installed);
 - notebook: the seed notebook's algorithm in float64 — per step concatenation, one
-  GEMM per gate, per-step weight-gradient GEMMs, (n_x, m, Tx) layout.
+  GEMM per gate, per-step weight-gradient GEMMs, (n_x, m, Tx) layout (made correct,
+  and extended to the GRU in the same style; see :func:`notebook_grads`).
 
 FLOPs are counted as 6·G·H·(F+H)·B per step (G = 4 LSTM, 3 GRU, 1 RNN): 2 for the
 forward GEMMs and 4 for the backward ones. The machine is shared and noisy: compare
@@ -134,66 +135,90 @@ def _torch_step(cell, H, B, T, nonlinearity, x, dout):
     return step
 
 
-def _notebook_step(cell, H, B, T, nonlinearity, rng):
-    """The seed notebook's algorithm (float64, (n_x, m, Tx), per-step everything)."""
-    F = H
-    G = GATES[cell]
-    x = rng.standard_normal((F, B, T))
-    Ws = [rng.uniform(-0.05, 0.05, (H, H + F)) for _ in range(G)]
-    bs = [np.zeros((H, 1)) for _ in range(G)]
-    da_out = rng.standard_normal((H, B, T))
-    act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
+def notebook_grads(cell, x, Ws, bs, da_out, nonlinearity="tanh"):
+    """The seed notebook's algorithm, made correct: per step a concatenation [a; x], one
+    GEMM per gate, per-step weight-gradient GEMMs; (n_x, m, Tx) layout, float64.
+
+    ``Ws[k]`` (H, H + F) multiplies [a_prev; x_t] for gate k (PyTorch's gate order;
+    the GRU's n gate splits into W[:, :H] a + b inside r ⊙ (·) and W[:, H:] x), biases
+    ``bs[k]`` (H, 1). ``da_out`` (H, B, T) is the upstream gradient of every a_t.
+    Returns ``(dx, dWs, dbs)``; the tests check them against :mod:`nprnn.functional`.
+    """
+    F, B, T = x.shape
+    H = Ws[0].shape[0]
 
     def sig(v):
         return 1 / (1 + np.exp(-np.clip(v, -500, 500)))
 
-    def step():
-        a, c = np.zeros((H, B)), np.zeros((H, B))
-        caches = []
-        for t in range(T):
-            z = np.vstack((a, x[:, :, t]))  # per-step concatenation
-            pre = [np.dot(W, z) + b for W, b in zip(Ws, bs, strict=True)]  # one GEMM per gate
-            if cell == "lstm":
-                i, f, g, o = sig(pre[0]), sig(pre[1]), np.tanh(pre[2]), sig(pre[3])
-                c_new = f * c + i * g
-                a_new = o * np.tanh(c_new)
-                caches.append((z, c, c_new, (i, f, g, o)))
-                c = c_new
-            elif cell == "gru":
-                r, u = sig(pre[0]), sig(pre[1])
-                n = np.tanh(np.dot(Ws[2], np.vstack((r * a, x[:, :, t]))) + bs[2])
-                a_new = (1 - u) * n + u * a
-                caches.append((z, a, (r, u, n)))
-            else:
-                a_new = act(pre[0])
-                caches.append((z, a_new))
-            a = a_new
-        dWs = [np.zeros_like(W) for W in Ws]
-        da = np.zeros((H, B))
-        dc = np.zeros((H, B))
-        for t in reversed(range(T)):
-            da = da + da_out[:, :, t]
-            if cell == "lstm":
-                z, c_prev, c_new, (i, f, g, o) = caches[t]
-                tc = np.tanh(c_new)
-                dc = dc + da * o * (1 - tc**2)
-                dpre = [dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                        dc * i * (1 - g**2), da * tc * o * (1 - o)]  # fmt: skip
-                dc = dc * f
-            elif cell == "gru":
-                z, a_prev, (r, u, n) = caches[t]
-                dn = da * (1 - u) * (1 - n**2)
-                dpre = [dn * 0.5 * r * (1 - r), da * (a_prev - n) * u * (1 - u), dn]
-            else:
-                z, a_new = caches[t]
-                dpre = [da * ((1 - a_new**2) if nonlinearity == "tanh" else (a_new > 0))]
-            dz = np.zeros_like(z)
-            for k in range(G):  # per-step weight-gradient GEMMs
-                dWs[k] += np.dot(dpre[k], z.T)
-                dz += np.dot(Ws[k].T, dpre[k])
-            da = dz[:H]
+    a, c = np.zeros((H, B)), np.zeros((H, B))
+    caches = []
+    for t in range(T):
+        z = np.vstack((a, x[:, :, t]))  # per-step concatenation
+        if cell == "lstm":
+            i, f, g, o = (np.dot(W, z) + b for W, b in zip(Ws, bs, strict=True))
+            i, f, g, o = sig(i), sig(f), np.tanh(g), sig(o)
+            c_new = f * c + i * g
+            a_new = o * np.tanh(c_new)
+            caches.append((z, c, c_new, (i, f, g, o)))
+            c = c_new
+        elif cell == "gru":
+            r = sig(np.dot(Ws[0], z) + bs[0])
+            u = sig(np.dot(Ws[1], z) + bs[1])
+            hn = np.dot(Ws[2][:, :H], a) + bs[2]
+            n = np.tanh(np.dot(Ws[2][:, H:], x[:, :, t]) + r * hn)
+            a_new = (1 - u) * n + u * a
+            caches.append((z, (r, u, n, hn)))
+        else:
+            pre = np.dot(Ws[0], z) + bs[0]
+            a_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)
+            caches.append((z, a_new))
+        a = a_new
+    dx = np.zeros_like(x)
+    dWs = [np.zeros_like(W) for W in Ws]
+    dbs = [np.zeros_like(b) for b in bs]
+    da, dc = np.zeros((H, B)), np.zeros((H, B))
+    for t in reversed(range(T)):
+        da = da + da_out[:, :, t]
+        dz = np.zeros((H + F, B))
+        if cell == "lstm":
+            z, c_prev, c_new, (i, f, g, o) = caches[t]
+            tc = np.tanh(c_new)
+            dc = dc + da * o * (1 - tc**2)
+            dpre = [dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+                    dc * i * (1 - g**2), da * tc * o * (1 - o)]  # fmt: skip
+            dc = dc * f
+            dz_in = dpre
+        elif cell == "gru":
+            z, (r, u, n, hn) = caches[t]
+            dn = da * (1 - u) * (1 - n**2)
+            dpre = [dn * hn * r * (1 - r), da * (z[:H] - n) * u * (1 - u), dn]
+            dz[:H] += da * u
+            dz_in = dpre[:2]
+            dWs[2][:, :H] += np.dot(dn * r, z[:H].T)  # the n gate's two halves
+            dWs[2][:, H:] += np.dot(dn, z[H:].T)
+            dbs[2] += np.sum(dn * r, axis=1, keepdims=True)
+            dz[:H] += np.dot(Ws[2][:, :H].T, dn * r)
+            dz[H:] += np.dot(Ws[2][:, H:].T, dn)
+        else:
+            z, a_new = caches[t]
+            d_act = (1 - a_new**2) if nonlinearity == "tanh" else (a_new > 0)
+            dz_in = [da * d_act]
+        for k, dp in enumerate(dz_in):  # per-step weight-gradient GEMMs
+            dWs[k] += np.dot(dp, z.T)
+            dbs[k] += np.sum(dp, axis=1, keepdims=True)
+            dz += np.dot(Ws[k].T, dp)
+        dx[:, :, t] = dz[H:]
+        da = dz[:H]
+    return dx, dWs, dbs
 
-    return step
+
+def _notebook_step(cell, H, B, T, nonlinearity, rng):
+    F = H
+    x = rng.standard_normal((F, B, T))
+    Ws = [rng.uniform(-0.05, 0.05, (H, H + F)) for _ in range(GATES[cell])]
+    bs = [np.zeros((H, 1)) for _ in range(GATES[cell])]
+    da_out = rng.standard_normal((H, B, T))
+    return lambda: notebook_grads(cell, x, Ws, bs, da_out, nonlinearity)
 
 
 def _gemm_rate(dtype=np.float32, n=2048, repeat=5) -> float:
