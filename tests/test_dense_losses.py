@@ -232,6 +232,29 @@ def test_cross_entropy_no_warnings_at_huge_logits():
     np.testing.assert_allclose(dz, ref_dz, atol=1e-7)
 
 
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_cross_entropy_at_the_extremes_of_the_dtype(dt):
+    """Logits ±max (float64: ±max/2): no overflow warning, a finite loss (accumulated in
+    float64) and gradient."""
+    big = np.finfo(dt).max if dt == np.float32 else np.finfo(dt).max / 2
+    z = np.array([[big, -big, 0.0], [0.0, 1.0, 2.0]], dt)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        loss, dz = softmax_cross_entropy(z, np.array([1, 2]), reduction="sum")
+        loss0, _ = softmax_cross_entropy(z, np.array([0, 2]), reduction="sum")
+    tail = float(np.log1p(np.exp(-1.0) + np.exp(-2.0)))  # the second row, target 2
+    assert loss == pytest.approx(2 * float(big) + tail, rel=1e-12)
+    assert loss0 == pytest.approx(tail, rel=1e-6)
+    assert dz.dtype == dt and np.isfinite(dz).all()
+    np.testing.assert_array_equal(dz[0], [1, -1, 0])
+    if dt == np.float64:  # a loss beyond float64's range is inf, without a warning
+        with warnings.catch_warnings(), np.errstate(all="raise"):
+            warnings.simplefilter("error")
+            z[0, :2] = [np.finfo(dt).max, -np.finfo(dt).max]
+            loss, dz = softmax_cross_entropy(z, np.array([1, 2]))
+        assert loss == np.inf and np.isfinite(dz).all()
+
+
 def test_cross_entropy_empty_mask_is_zero():
     logits = np.ones((3, 2, 4), np.float32)
     loss, dz = softmax_cross_entropy(logits, np.full((3, 2), -5), mask=np.zeros((3, 2)))
@@ -270,6 +293,33 @@ def test_cross_entropy_errors():
         ValueError, match=re.escape("logits contains a non-finite value (nan) at index (0, 0, 0)")
     ):
         softmax_cross_entropy(np.full((3, 2, 4), np.nan), np.zeros((3, 2), int))
+    with pytest.raises(ValueError, match="^mask must be a rectangular array, got a ragged"):
+        softmax_cross_entropy(z, np.zeros((3, 2), int), mask=[[1, 1], [1], [1, 1]])
+    with pytest.raises(ValueError, match="^targets must be a rectangular array, got a ragged"):
+        softmax_cross_entropy(z, [[0, 1], [1], [0, 1]])
+    with pytest.raises(ValueError, match="^logits must be a rectangular array, got a ragged"):
+        softmax_cross_entropy([[0.0, 1.0], [1.0]], [0, 1])
+
+
+def test_ids_and_seeds_are_reported_as_they_are():
+    """uint64 ids beyond int64 are not wrapped to -1; a negative seed names rng."""
+    emb = Embedding(5, 2)
+    for ids in (np.array([1, 2**64 - 1], np.uint64), np.array([[0], [2**63]], np.uint64)):
+        bad = int(ids.max())
+        with pytest.raises(ValueError, match=rf"^ids must hold ids in \[0, 5\), got {bad} at"):
+            emb(ids)
+    np.testing.assert_array_equal(emb(np.array([4, 0], np.uint64)), emb(np.array([4, 0])))
+    with pytest.raises(ValueError, match="^ids must be a rectangular array"):
+        emb([[1], [1, 2]])
+    for make in (lambda: Linear(2, 3, rng=-1), lambda: Embedding(5, 2, rng=-(2**70))):
+        with pytest.raises(
+            ValueError, match=r"^rng must be a np\.random\.Generator, an int seed >= 0"
+        ):
+            make()
+    with pytest.raises(TypeError, match=r"^rng must be .* got 'x'$"):
+        Linear(2, 3, rng="x")
+    big = Linear(2, 3, rng=2**70)  # any non-negative int is a seed
+    np.testing.assert_array_equal(big.params["weight"], Linear(2, 3, rng=2**70).params["weight"])
 
 
 def test_public_names():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -405,3 +407,133 @@ def test_error_upstream_shape():
         F.rnn_backward(np.zeros((5, 3, 3)), None, cache)
     with _raises(ValueError, "dh_n has shape (3, 3): expected (3, 4)"):
         F.rnn_backward(None, np.zeros((3, 3)), cache)
+
+
+def test_error_ragged_mask_and_huge_lengths():
+    x, wi, wh = _rnn_args()
+    with _raises(ValueError, "mask must be a rectangular array, got a ragged nested sequence"):
+        F.rnn_forward(x, None, wi, wh, mask=[[1, 1, 1]] * 4 + [[1, 1]])
+    with _raises(ValueError, "x must be a rectangular array"):
+        F.rnn_forward([[[1.0, 2.0]], [[1.0]]], None, wi, wh)
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        with _raises(ValueError, "lengths must lie in [0, T=5], got 1e+300 at index 1"):
+            F.rnn_forward(x, None, wi, wh, lengths=[5.0, 1e300, 0.0])
+        with _raises(ValueError, "lengths must lie in [0, T=5], got 7 at index 0"):
+            F.rnn_forward(x, None, wi, wh, lengths=[7.0, 1.0, 0.0])
+        with _raises(ValueError, "lengths must lie in [0, T=5], got 18446744073709551615"):
+            F.rnn_forward(x, None, wi, wh, lengths=np.array([2**64 - 1, 1, 1], np.uint64))
+    _, h_n, _ = F.rnn_forward(x, None, wi, wh, lengths=np.array([5, 1, 0], np.uint64))
+    _, h_ref, _ = F.rnn_forward(x, None, wi, wh, lengths=[5.0, 1.0, 0.0])
+    np.testing.assert_array_equal(h_n, h_ref)
+
+
+# ----------------------------------------------------------------------------- caches, dstate
+
+
+def _caches():
+    x = np.random.default_rng(1).normal(size=(3, 2, 2))
+    out = {}
+    for cell, G in (("rnn", 1), ("lstm", 4), ("gru", 3)):
+        w_ih, w_hh = np.full((G * 4, 2), 0.1), np.full((G * 4, 4), 0.1)
+        states = (None, None) if cell == "lstm" else (None,)
+        out[cell] = getattr(F, f"{cell}_forward")(x, *states, w_ih, w_hh)[2]
+    return out
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_backward_checks_its_cache(cell):
+    caches = _caches()
+    back = getattr(F, f"{cell}_backward")
+    want = f"cache must be the cache returned by {cell}_forward, got "
+    for junk, got in [(None, "None"), ("cache", "'cache'"), (0, "0"), ({}, "a dict")]:
+        with _raises(TypeError, want + got):
+            back(None, None, junk)
+    for other in set(caches) - {cell}:
+        with _raises(
+            TypeError, want + f"the cache of {other}_forward: pass it to {other}_backward"
+        ):
+            back(None, None, caches[other])
+    back(None, None, caches[cell])  # the right one still works
+
+
+def test_lstm_backward_dstate_is_a_pair_or_none():
+    c = _caches()["lstm"]
+    dh = np.ones((2, 4))
+    ref = F.lstm_backward(None, (dh, None), c)
+    for ok in ([dh, None], (dh, np.zeros((2, 4)))):
+        dx, _, _ = F.lstm_backward(None, ok, c)
+        np.testing.assert_array_equal(dx, ref[0])
+    zero = F.lstm_backward(None, None, c)
+    np.testing.assert_array_equal(zero[0], F.lstm_backward(None, (None, None), c)[0])
+    want = "dstate must be a pair (dh_n, dc_n) or None, got "
+    for bad, got in [
+        (3, "3"),
+        ((None, None, None), "a tuple of 3 items"),
+        ([dh], "a list of 1 items"),
+        (np.zeros((3, 2, 4)), "an array of shape (3, 2, 4)"),
+        (np.zeros((2, 2, 4)), "an array of shape (2, 2, 4)"),
+        (dh, "an array of shape (2, 4)"),
+    ]:
+        with _raises(TypeError, want + got):
+            F.lstm_backward(None, bad, c)
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+@contextlib.contextmanager
+def _strict():
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        yield
+
+
+@pytest.mark.parametrize("f", [F.sigmoid, F.softmax, F.log_softmax])
+def test_activations_validate_x(f):
+    for bad, exc, text in [
+        (None, TypeError, "x must be an array, got None"),
+        (np.array([1 + 1j, 2]), TypeError, "x must hold real numbers, got dtype complex128"),
+        (np.array(["a", "b"]), TypeError, "x must hold real numbers, got dtype <U1"),
+        (np.array([None, 1]), TypeError, "x must hold real numbers, got dtype object"),
+        (np.array([0.0, np.inf]), ValueError, "x contains a non-finite value (inf) at index (1,)"),
+        (np.array([np.nan]), ValueError, "x contains a non-finite value (nan) at index (0,)"),
+        ([[1.0], [1.0, 2.0]], ValueError, "x must be a rectangular array"),
+    ]:
+        with _strict(), _raises(exc, text):
+            f(bad)
+    with _strict():
+        for empty in (np.zeros((0, 3)), np.zeros((3, 0)), np.zeros(0, np.float32)):
+            r = f(empty)
+            assert r.shape == empty.shape and r.dtype == empty.dtype
+        for ints in (np.array([True, False]), np.array([1, 2, 3]), [0, 1]):
+            r = f(ints)
+            assert r.dtype == np.float64
+            np.testing.assert_array_equal(r, f(np.asarray(ints, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("f", [F.softmax, F.log_softmax])
+def test_softmax_axis_is_checked(f):
+    x = np.zeros((2, 3))
+    with _raises(ValueError, "axis must lie in [-2, 2) for x of shape (2, 3), got 2"):
+        f(x, axis=2)
+    with _raises(TypeError, "axis must be an int, got 1.0"):
+        f(x, axis=1.0)
+    np.testing.assert_allclose(np.exp(F.log_softmax(x, axis=0)), F.softmax(x, axis=0))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_activations_at_the_extremes_of_the_dtype(dt):
+    """No FloatingPointError under np.seterr(all='raise'), no warning, right limits."""
+    big = np.finfo(dt).max
+    x = np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]], dt)
+    huge = np.array([big, -big, 0.0], dt)
+    with _strict():
+        s, sm, ls = F.sigmoid(x), F.softmax(x), F.log_softmax(x)
+        assert s.dtype == sm.dtype == ls.dtype == dt
+        assert s[0, 0] == 0 and s[0, 2] == 0.5 and s[0, -1] == 1
+        assert sm[0, -1] == 1 and ls[0, -1] == 0 and sm[0, 0] == 0
+        assert F.softmax(huge).tolist() == [1.0, 0.0, 0.0]
+        lh = F.log_softmax(huge)  # −2·max is below the dtype's range: −inf, its rounding
+        assert lh[0] == 0 and lh[1] == -np.inf and lh[2] == -big
+        assert F.sigmoid(huge).tolist() == [1.0, 0.0, 0.5]

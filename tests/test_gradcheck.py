@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -126,3 +127,47 @@ def test_integer_params_are_checked_in_float64():
     params = {"a": np.array([1, 2, 3])}
     errs = gradcheck(lambda p: float(np.sum(p["a"] ** 2)), params, {"a": np.array([2.0, 4, 6])})
     assert errs["a"] < 1e-8
+
+
+def test_params_grads_and_rng_are_validated():
+    f, params, grads = _problem()
+    cases = [
+        (TypeError, "params must be a mapping (e.g. a dict) of name -> array, got list",
+         lambda: gradcheck(f, list(params.values()), grads)),
+        (TypeError, "grads must be a mapping (e.g. a dict) of name -> array, got NoneType",
+         lambda: gradcheck(f, params, None)),
+        (TypeError, "params['W'] must hold real numbers, got dtype complex128",
+         lambda: gradcheck(f, {**params, "W": params["W"] + 0j}, grads)),
+        (TypeError, "grads['b'] must hold real numbers, got dtype <U",
+         lambda: gradcheck(f, params, {**grads, "b": grads["b"].astype(str)})),
+        (TypeError, "grads['b'] must be an array, got None",
+         lambda: gradcheck(f, params, {**grads, "b": None})),
+        (ValueError, "params['b'] contains a non-finite value (nan) at index (0,)",
+         lambda: gradcheck(f, {**params, "b": np.full(5, np.nan)}, grads)),
+        (ValueError, "grads['W'] must be a rectangular array",
+         lambda: gradcheck(f, params, {**grads, "W": [[1.0], [1.0, 2.0]]})),
+        (TypeError, "rng must be a np.random.Generator, an int seed >= 0 or None, got 'x'",
+         lambda: gradcheck(f, params, grads, max_entries=1, rng="x")),
+        (ValueError, "rng must be a np.random.Generator, an int seed >= 0 or None, got -1",
+         lambda: numerical_grad(f, params, max_entries=1, rng=-1)),
+        (TypeError, "params must be a mapping",
+         lambda: numerical_grad(f, [np.ones(2)])),
+    ]  # fmt: skip
+    for exc, text, fn in cases:
+        with warnings.catch_warnings(), np.errstate(all="raise"):
+            warnings.simplefilter("error")
+            with pytest.raises(exc, match="^" + re.escape(text)):
+                fn()
+
+
+def test_float32_and_list_params_are_accepted():
+    f, params, grads = _problem()
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    errs = gradcheck(f, {k: v.tolist() for k, v in params.items()}, grads)
+    assert max(errs.values()) < 1e-8
+    errs = gradcheck(f, p32, grads)  # f sees float64 copies of the float32 values
+    assert max(errs.values()) < 1e-4
+    gen = np.random.default_rng(3)
+    a = numerical_grad(f, params, max_entries=2, rng=gen)
+    b = numerical_grad(f, params, max_entries=2, rng=np.random.default_rng(3))
+    assert all(np.array_equal(a[k][0], b[k][0]) for k in a)

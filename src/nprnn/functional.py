@@ -41,11 +41,12 @@ A cache may be backpropagated more than once.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import check_shape, float_array, mask_array, one_of
+from .validation import _shape, check_shape, float_array, mask_array, one_of
 
 __all__ = [
     "sigmoid",
@@ -66,27 +67,66 @@ _CHUNK_ELEMS = 1 << 16
 # ----------------------------------------------------------------------------- activations
 
 
+def _activation_input(x, axis=None):
+    """``x`` as a finite float array (ints and bools become float64), and ``axis``
+    checked against its ndim; complex, object, str, None and NaN/inf are refused."""
+    x = float_array("x", x)
+    if axis is not None:
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis must be an int, got {axis!r}")
+        if not -x.ndim <= axis < x.ndim:
+            raise ValueError(
+                f"axis must lie in [{-x.ndim}, {x.ndim}) for x of shape {_shape(x)}, got {axis}"
+            )
+    return x
+
+
 def sigmoid(x):
-    """σ(x) = 1 / (1 + e^(−x)), computed without overflow for any finite x."""
-    x = np.asarray(x)
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
-    e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    """σ(x) = 1 / (1 + e^(−x)), computed without overflow for any finite x.
+
+    ``x``: a finite real array (ints and bools become float64). Underflow to 0 is the
+    intended result and raises nothing, even under ``np.seterr(all="raise")``.
+    """
+    x = _activation_input(x)
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(x))  # in (0, 1]: never overflows
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _shifted(x, axis):
+    """x − max along ``axis`` (≤ 0). Where the true difference lies below the dtype's
+    most negative value (float32 logits near ±3e38) it rounds to −inf, which is its
+    correctly rounded value and gives exp = 0: no overflow warning is raised for it."""
+    with np.errstate(over="ignore"):
+        return x - np.max(x, axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis: int = -1):
-    """log softmax(x) = x − max − log Σ exp(x − max) along ``axis``; stable for finite x."""
-    x = np.asarray(x)
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    """log softmax(x) = x − max − log Σ exp(x − max) along ``axis``; stable for finite x.
+
+    ``x``: a finite real array (ints and bools become float64); size 0 gives an empty
+    array. An entry whose log-probability is below the dtype's range gives −inf.
+    """
+    x = _activation_input(x, axis)
+    if x.size == 0:
+        return np.empty(x.shape, dtype=x.dtype)
+    shifted = _shifted(x, axis)
+    with np.errstate(under="ignore"):
+        return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def softmax(x, axis: int = -1):
-    """softmax(x)_k = exp(x_k − max) / Σ_j exp(x_j − max) along ``axis``."""
-    x = np.asarray(x)
-    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
-    return e / np.sum(e, axis=axis, keepdims=True)
+    """softmax(x)_k = exp(x_k − max) / Σ_j exp(x_j − max) along ``axis``.
+
+    ``x``: a finite real array (ints and bools become float64); size 0 gives an empty
+    array. Exact to rounding for any finite x, without over- or underflow errors.
+    """
+    x = _activation_input(x, axis)
+    if x.size == 0:
+        return np.empty(x.shape, dtype=x.dtype)
+    with np.errstate(under="ignore"):
+        e = np.exp(_shifted(x, axis))
+        return e / np.sum(e, axis=axis, keepdims=True)
 
 
 # ----------------------------------------------------------------------------- shared plumbing
@@ -108,6 +148,29 @@ class _Cache:
     cs: np.ndarray | None = None  # LSTM: (T+1, H, B) cell-state slots
     tanh_c: np.ndarray | None = None  # LSTM: (T, H, B) tanh(c_t)
     hn_part: np.ndarray | None = None  # GRU: (T, H, B) W_hn h + b_hn
+    kind: str = ""  # "rnn", "lstm" or "gru": the forward that made it
+
+
+def _what(obj) -> str:
+    """A short description of an unexpected argument, for an error message."""
+    if isinstance(obj, np.ndarray):
+        return f"an array of shape {_shape(obj)}"
+    if obj is None or isinstance(obj, (str, numbers.Number)) and len(repr(obj)) <= 40:
+        return repr(obj)
+    return f"a {type(obj).__name__}"
+
+
+def _check_cache(cache, kind: str) -> _Cache:
+    """``cache`` if it is a :class:`_Cache` made by ``{kind}_forward``, else a TypeError."""
+    want = f"cache must be the cache returned by {kind}_forward"
+    if not isinstance(cache, _Cache):
+        raise TypeError(f"{want}, got {_what(cache)}")
+    if cache.kind != kind:
+        raise TypeError(
+            f"{want}, got the cache of {cache.kind or 'another'}_forward: "
+            f"pass it to {cache.kind}_backward"
+        )
+    return cache
 
 
 def _slots(T: int, reverse: bool):
@@ -277,7 +340,9 @@ def rnn_forward(
             np.maximum(h, 0, out=h)
         if pad is not None:
             np.copyto(h, hs[prev], where=pad[t])  # carry the state through padding
-    cache = _Cache(x, hs, hs, w_ih, w_hh, b_ih is not None, pad, reverse, nonlinearity == "relu")
+    cache = _Cache(
+        x, hs, hs, w_ih, w_hh, b_ih is not None, pad, reverse, nonlinearity == "relu", kind="rnn"
+    )
     return (*_outputs(hs, pad, reverse), cache)
 
 
@@ -289,7 +354,7 @@ def rnn_backward(dout, dh_n, cache: _Cache):
     dh_prev = W_hhᵀ da_t, or dh itself at padding (the carry).
     Returns ``dx`` (T, B, F), ``dh0`` (B, H) and ``grads``.
     """
-    c = cache
+    c = _check_cache(cache, "rnn")
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
@@ -372,7 +437,10 @@ def lstm_forward(
         if pad is not None:  # carry both states through padding
             np.copyto(h, hs[prev], where=pad[t])
             np.copyto(c, cs[prev], where=pad[t])
-    cache = _Cache(x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, cs=cs, tanh_c=tanh_c)
+    cache = _Cache(
+        x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, cs=cs, tanh_c=tanh_c,
+        kind="lstm",
+    )  # fmt: skip
     out, h_n = _outputs(hs, pad, reverse)
     c_n = (cs[0] if reverse else cs[-1]).T.copy()
     return out, (h_n, c_n), cache
@@ -413,6 +481,21 @@ def _lstm_factors(c: _Cache, t0: int, t1: int):
     return e, dcdh, fc
 
 
+def _check_dstate(dstate):
+    """``(dh_n, dc_n)`` from ``dstate``: None, or a tuple/list of two (each may be None)."""
+    if dstate is None:
+        return None, None
+    if not isinstance(dstate, (tuple, list)) or len(dstate) != 2:
+        got = _what(dstate)
+        if isinstance(dstate, (tuple, list)):
+            got = f"a {type(dstate).__name__} of {len(dstate)} items"
+        raise TypeError(
+            f"dstate must be a pair (dh_n, dc_n) or None, got {got}: "
+            "pass a tuple of the final h and c gradients (either may be None)"
+        )
+    return dstate[0], dstate[1]
+
+
 def lstm_backward(dout, dstate, cache: _Cache):
     """Backward of :func:`lstm_forward`; ``dstate`` is ``(dh_n, dc_n)`` or None.
 
@@ -423,8 +506,8 @@ def lstm_backward(dout, dstate, cache: _Cache):
     At padding the gate gradients are 0 and (dh, dc) pass back unchanged.
     Returns ``dx`` (T, B, F), ``(dh0, dc0)`` and ``grads``.
     """
-    c = cache
-    dh_n, dc_n = (None, None) if dstate is None else dstate
+    c = _check_cache(cache, "lstm")
+    dh_n, dc_n = _check_dstate(dstate)
     dout_t, (dh, dc_next) = _check_upstream(c, dout, [dh_n, dc_n], ["dh_n", "dc_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
@@ -512,7 +595,9 @@ def gru_forward(
         h += n
         if pad is not None:
             np.copyto(h, hs[prev], where=pad[t])
-    cache = _Cache(x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, hn_part=hn_part)
+    cache = _Cache(
+        x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, hn_part=hn_part, kind="gru"
+    )
     return (*_outputs(hs, pad, reverse), cache)
 
 
@@ -553,7 +638,7 @@ def gru_backward(dout, dh_n, cache: _Cache):
     dh_prev = dh ⊙ z + W_hhᵀ (dr, dz, dn ⊙ r); at padding dh carries back unchanged.
     Returns ``dx`` (T, B, F), ``dh0`` (B, H) and ``grads``.
     """
-    c = cache
+    c = _check_cache(cache, "gru")
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]

@@ -18,9 +18,20 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from .validation import positive_int, real_in_range
+from .validation import as_rng, float_array, positive_int, real_in_range
 
 __all__ = ["gradcheck", "numerical_grad"]
+
+
+def _arrays(name: str, arrays) -> dict[str, np.ndarray]:
+    """``arrays`` as a dict of finite real arrays (ints and bools become float64);
+    anything else is an error naming ``name`` and the key."""
+    if not isinstance(arrays, Mapping):
+        raise TypeError(
+            f"{name} must be a mapping (e.g. a dict) of name -> array, "
+            f"got {type(arrays).__name__}: wrap the arrays in a dict"
+        )
+    return {k: float_array(f"{name}[{k!r}]", v) for k, v in arrays.items()}
 
 
 def numerical_grad(
@@ -38,15 +49,16 @@ def numerical_grad(
     that many entries per array (chosen by ``rng``). Returns
     ``{name: (flat_indices, derivatives)}``.
     """
+    params = _arrays("params", params)
     real_in_range("eps", eps, low=0, low_open=True)
-    rng = np.random.default_rng(rng)
+    if max_entries is not None:
+        positive_int("max_entries", max_entries)
+    rng = as_rng(rng)
     # float64 copies: a float32 entry cannot even represent θ ± ε faithfully
     work = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     out = {}
     for name, arr in work.items():
         n = arr.size
-        if max_entries is not None:
-            positive_int("max_entries", max_entries)
         idx = np.arange(n)
         if max_entries is not None and n > max_entries:
             idx = np.sort(rng.choice(n, size=max_entries, replace=False))
@@ -76,14 +88,18 @@ def gradcheck(
     """Relative error between ``grads`` and central differences of ``f``, per entry name.
 
     ``f`` takes a dict shaped like ``params`` and returns a scalar. ``grads`` must have
-    the same keys and shapes as ``params``. Returns ``{name: relative_error}``.
+    the same keys and shapes as ``params``; both hold finite real arrays (ints and bools
+    are converted). Returns ``{name: relative_error}``.
     """
+    params = _arrays("params", params)
+    grads = _arrays("grads", grads)
+    as_rng(rng)  # checked before any call of f
     if set(grads) != set(params):
         missing = sorted(set(params) - set(grads))
         extra = sorted(set(grads) - set(params))
         raise ValueError(f"grads must have the keys of params: missing {missing}, extra {extra}")
     for k in params:
-        ps, gs = np.shape(params[k]), np.shape(grads[k])
+        ps, gs = params[k].shape, grads[k].shape
         if ps != gs:
             raise ValueError(f"grads[{k!r}] has shape {gs} but params[{k!r}] is {ps}")
     num = numerical_grad(f, params, eps=eps, max_entries=max_entries, rng=rng)

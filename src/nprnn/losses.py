@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import _shape, float_array, one_of
+from .validation import _shape, as_array, float_array, one_of
 
 __all__ = ["softmax_cross_entropy"]
 
 
 def _mask(mask, shape):
-    m = np.asarray(mask)
+    m = as_array("mask", mask)
     if m.shape != shape:
         raise ValueError(
             f"mask has shape {_shape(m)} but targets is {_shape(np.empty(shape))}: "
@@ -52,7 +52,9 @@ def softmax_cross_entropy(logits, targets, mask=None, reduction="mean"):
     if z.ndim == 0:
         raise ValueError("logits must have at least 1 dimension (..., V), got a scalar")
     V = z.shape[-1]
-    y = np.asarray(targets)
+    if targets is None:
+        raise TypeError("targets must be an array of integer class ids, got None")
+    y = as_array("targets", targets)
     if y.dtype.kind not in "iu":
         raise TypeError(f"targets must hold integer class ids, got dtype {y.dtype}")
     if y.shape != z.shape[:-1]:
@@ -73,12 +75,20 @@ def softmax_cross_entropy(logits, targets, mask=None, reduction="mean"):
     w = counted.astype(z.dtype)[..., None]  # (..., 1)
     if reduction == "mean":
         w /= z.dtype.type(n)
-    with np.errstate(under="ignore"):  # exp(very negative) -> 0 is the intended result
-        shifted = z - z.max(axis=-1, keepdims=True)  # (..., V), max 0
-        e = np.exp(shifted)
+    zmax = z.max(axis=-1, keepdims=True)  # (..., 1)
+    # exp(very negative) -> 0 is the intended result; z - max below the dtype's range
+    # (float32 logits near ±3e38) rounds to -inf, its correctly rounded value, exp = 0
+    with np.errstate(under="ignore", over="ignore"):
+        e = np.subtract(z, zmax)  # (..., V), max 0; a new array: z stays as it is
+        np.exp(e, out=e)
         s = e.sum(axis=-1, keepdims=True)  # (..., 1), in [1, V]
-        nll = np.log(s) - np.take_along_axis(shifted, y, axis=-1)  # (..., 1)
-        loss = float(np.sum(nll[..., 0] * counted, dtype=np.float64))
+        # loss_j = log s + max − z[y] in float64: finite for any finite float32 logits,
+        # even where z[y] − max is not representable in float32 (float64 logits more
+        # than 1.8e308 apart give inf, the rounding of a loss beyond float64's range)
+        nll = np.log(s, dtype=np.float64) + (
+            zmax.astype(np.float64) - np.take_along_axis(z, y, axis=-1).astype(np.float64)
+        )  # (..., 1)
+        loss = float(np.sum(nll[..., 0], where=counted, dtype=np.float64))  # masked: unread
         dz = e
         dz *= w / s  # softmax · w
     np.put_along_axis(dz, y, np.take_along_axis(dz, y, axis=-1) - w, axis=-1)

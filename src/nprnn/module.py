@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .validation import _shape, check_finite
+from .validation import _shape, as_array, check_finite
 
 __all__ = ["Module"]
 
@@ -98,7 +98,7 @@ class Module:
             value = state[name]
             if hasattr(value, "detach"):  # a torch tensor that may require grad
                 value = value.detach().cpu().numpy()
-            arr = np.asarray(value)
+            arr = as_array(f"load_state_dict: {name}", value)
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: {name} must hold real numbers, got {arr.dtype}")
             if arr.shape != own.shape:

@@ -12,6 +12,7 @@ cost one pass over each input at most (the finiteness test).
 from __future__ import annotations
 
 import numbers
+import re
 
 import numpy as np
 
@@ -20,6 +21,30 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _shape(a) -> str:
     return "(" + ", ".join(str(s) for s in a.shape) + (",)" if a.ndim == 1 else ")")
+
+
+def as_array(name: str, a) -> np.ndarray:
+    """``np.asarray(a)``, with NumPy's conversion errors (a ragged nested list) naming ``name``."""
+    try:
+        return np.asarray(a)
+    except ValueError as e:
+        detail = " ".join(str(e).split())
+        ragged = re.search(r"inhomogeneous shape after (\d+) dimension", detail)
+        if ragged:
+            raise ValueError(
+                f"{name} must be a rectangular array, got a ragged nested sequence (rows "
+                f"of different lengths after the first {ragged.group(1)} dimension(s)): "
+                "give every row the same length"
+            ) from None
+        raise ValueError(f"{name} could not be converted to an array: {detail}") from None
+
+
+def _num(v) -> str:
+    """A NumPy scalar as it reads best: integral values as ints, others with repr."""
+    v = v.item() if hasattr(v, "item") else v
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**63:
+        return str(int(v))
+    return repr(v)
 
 
 def as_float_dtype(dtype, name: str = "dtype") -> np.dtype:
@@ -42,7 +67,7 @@ def float_array(name: str, a, *, ndim: int | None = None, dtype=None, finite: bo
     """
     if a is None:
         raise TypeError(f"{name} must be an array, got None")
-    arr = np.asarray(a)
+    arr = as_array(name, a)
     if arr.dtype.kind in "biu":
         arr = arr.astype(dtype if dtype is not None else np.float64)
     elif arr.dtype.kind != "f":
@@ -74,24 +99,26 @@ def check_finite(name: str, arr: np.ndarray) -> None:
 
 
 def index_array(name: str, a, *, high: int | None = None, ndim: int | None = None):
-    """``a`` as an int64 array of ids in ``[0, high)``."""
+    """``a`` as an int64 array of ids in ``[0, high)`` (``high`` None: any int64 id >= 0).
+
+    The range is checked in ``a``'s own dtype, so a uint64 id beyond int64 is reported
+    as it is, not as the negative number a cast would make of it.
+    """
     if a is None:
         raise TypeError(f"{name} must be an array of integer ids, got None")
-    arr = np.asarray(a)
+    arr = as_array(name, a)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer ids, got dtype {arr.dtype}")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {_shape(arr)} ({arr.ndim}-D)")
-    arr = arr.astype(np.int64, copy=False)
     if arr.size:
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or (high is not None and hi >= high):
-            bad = np.argwhere((arr < 0) | (arr >= (high if high is not None else hi + 1)))[0]
+        limit = high if high is not None else 2**63  # ids must also fit in int64
+        if int(arr.min()) < 0 or int(arr.max()) >= limit:
+            bad = np.argwhere((arr < 0) | (arr >= limit))[0]
             idx = tuple(int(i) for i in bad)
-            raise ValueError(
-                f"{name} must hold ids in [0, {high}), got {int(arr[idx])} at index {idx}"
-            )
-    return arr
+            want = f"ids in [0, {high})" if high is not None else "non-negative int64 ids"
+            raise ValueError(f"{name} must hold {want}, got {int(arr[idx])} at index {idx}")
+    return arr.astype(np.int64, copy=False)
 
 
 def mask_array(mask, lengths, T: int, B: int, *, batch_first: bool = False):
@@ -105,7 +132,7 @@ def mask_array(mask, lengths, T: int, B: int, *, batch_first: bool = False):
     want = (B, T) if batch_first else (T, B)
     dims = "(B={1}, T={0})" if batch_first else "(T={0}, B={1})"
     if mask is not None:
-        m = np.asarray(mask)
+        m = as_array("mask", mask)
         if m.shape != want:
             raise ValueError(
                 f"mask has shape {_shape(m)} but x is {dims.format(T, B)}: expected {want}"
@@ -120,20 +147,20 @@ def mask_array(mask, lengths, T: int, B: int, *, batch_first: bool = False):
             m = m.astype(bool)
         return m.T if batch_first else m
     if lengths is not None:
-        ln = np.asarray(lengths)
+        ln = as_array("lengths", lengths)
         if ln.ndim != 1 or ln.shape[0] != B:
             raise ValueError(
                 f"lengths has shape {_shape(ln)} but the batch has B={B}: expected ({B},)"
             )
-        if ln.dtype.kind not in "iu":
-            if ln.dtype.kind == "f" and np.all(np.isfinite(ln)) and np.all(ln == np.round(ln)):
-                ln = ln.astype(np.int64)
-            else:
-                raise TypeError(f"lengths must hold integers, got dtype {ln.dtype}")
+        if ln.dtype.kind not in "iu" and not (
+            ln.dtype.kind == "f" and np.all(np.isfinite(ln)) and np.all(ln == np.round(ln))
+        ):
+            raise TypeError(f"lengths must hold integers, got dtype {ln.dtype}")
+        # the range is checked before any cast: a float like 1e300 has no int64 value
         if ln.size and (ln.min() < 0 or ln.max() > T):
             i = int(np.argmax((ln < 0) | (ln > T)))
-            raise ValueError(f"lengths must lie in [0, T={T}], got {int(ln[i])} at index {i}")
-        return np.arange(T)[:, None] < ln[None, :]
+            raise ValueError(f"lengths must lie in [0, T={T}], got {_num(ln[i])} at index {i}")
+        return np.arange(T)[:, None] < ln.astype(np.int64)[None, :]
     return None
 
 
@@ -181,9 +208,16 @@ def one_of(name: str, value, choices) -> str:
 
 
 def as_rng(rng) -> np.random.Generator:
-    """A ``np.random.Generator`` from a Generator, an int seed or None."""
-    if rng is None or isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        return np.random.default_rng(rng)
+    """A ``np.random.Generator`` from a Generator, an int seed >= 0 or None (fresh entropy)."""
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(
+                f"rng must be a np.random.Generator, an int seed >= 0 or None, got {rng!r}"
+            )
+        return np.random.default_rng(int(rng))
     if isinstance(rng, np.random.Generator):
         return rng
-    raise TypeError(f"rng must be a np.random.Generator, an int seed or None, got {rng!r}")
+    what = repr(rng) if len(repr(rng)) <= 40 else type(rng).__name__
+    raise TypeError(f"rng must be a np.random.Generator, an int seed >= 0 or None, got {what}")
