@@ -339,6 +339,55 @@ def test_checkpoint_detects_inconsistency(tmp_path):
         load_checkpoint(run)
 
 
+def _resign(run, rec):
+    """Write ``rec`` as trainer.json with a matching checksum (consistent but wrong)."""
+    body = {k: v for k, v in rec.items() if k != "checksum"}
+    atomic_write_json(
+        run.trainer_json_path, {**body, "checksum": ck._sha256(ck._dumps(body).encode())}
+    )
+
+
+def test_record_fields_are_type_checked(tmp_path):
+    """Every field of a (re-signed) trainer.json of the wrong type: a one-line
+    CheckpointError naming trainer.json and the field, from every loader."""
+    run = RunDir(tmp_path)
+    save(run, 3, best=True)
+    rec = read_json(run.trainer_json_path)
+    junk = [None, 123, 1.5, True, "x", [], {}, {"file": None}, "a" * 500]
+    cases = []
+    for kind in ("model", "trainer", "best"):
+        for j in junk:
+            if not (kind == "best" and j is None):
+                cases.append((kind, j))
+            cases.append((kind, {**rec[kind], "file": j}))
+            cases.append((kind, {**rec[kind], "sha256": j}))
+    cases += [(k, j) for k in ("config", "state") for j in junk if not isinstance(j, dict)]
+    cases += [(k, j) for k in ("step", "tag") for j in junk if j not in (123, {})]
+    cases.append(("model", {**rec["model"], "file": rec["model"]["file"] + "\n"}))
+    for key, value in cases:
+        _resign(run, {**rec, key: value})
+        for load in (load_checkpoint, load_best, load_model, lambda r: load_model(r, best=True)):
+            with pytest.raises(CheckpointError, match="trainer.json") as info:
+                load(run)
+            msg = str(info.value)
+            assert "\n" not in msg and len(msg) < 400, msg
+            assert key in msg, msg
+
+
+def test_record_without_best(tmp_path):
+    """A record with no best entry (absent or null): no best weights, the latest load."""
+    run = RunDir(tmp_path)
+    save(run, 2, best=True)
+    rec = read_json(run.trainer_json_path)
+    for body in ({k: v for k, v in rec.items() if k != "best"}, {**rec, "best": None}):
+        _resign(run, body)
+        assert load_best(run) is None
+        assert_same(load_model(run, best=True)[1], arrays(2))
+        assert_same(load_checkpoint(run)[1], arrays(2))
+    save(run, 3)  # the previous best is kept only if the record names it: here none
+    assert load_best(run) is None
+
+
 def test_checkpoint_mutation_fuzz(tmp_path):
     """Flip or truncate any checkpoint file: the load is exact or a CheckpointError."""
     run = RunDir(tmp_path)

@@ -785,3 +785,197 @@ def test_error_cell_inputs():
         C.rnnCell_forward(x[:, :, 0], a0[:, :2], P)
     with _raises(TypeError, "cache must be the 5-tuple"):
         C.rnnCell_backward(a0, np.zeros((5, 3)), (1, 2))
+
+
+def test_error_empty_predictions():
+    """compute_loss/backward refuse an empty y_pred (m = 0 or Tx = 0), as x is refused."""
+    for shape in ((2, 0, 3), (2, 3, 0), (0, 3, 2)):
+        with warnings.catch_warnings(), np.errstate(all="raise"):
+            warnings.simplefilter("error")
+            with _raises(ValueError, f"y_pred has shape {shape}: it needs n_y >= 1"):
+                C.compute_loss(np.zeros(shape), np.zeros(shape))
+    x, a0, P = _rnn_setup(Tx=2)
+    caches = C.rnn_forward(x, a0, P)[2]
+    with _raises(ValueError, "y_pred has shape (5, 3, 0)"):
+        C.rnn_backward(np.zeros((5, 3, 0)), np.zeros((5, 3, 0)), caches)
+
+
+@pytest.mark.parametrize("lstm", [False, True])
+@pytest.mark.parametrize("per_step", [False, True])
+def test_error_backward_n_y_differs_from_the_parameters(lstm, per_step):
+    rng = np.random.default_rng(20)
+    n_x, n_a, n_y, m, Tx = 3, 4, 2, 2, 5
+    x, a0 = rng.normal(size=(n_x, m, Tx)), np.zeros((n_a, m))
+    if lstm:
+        caches = C.lstm_forward(x, a0, a0, lstm_params(n_x, n_a, n_y, rng))[3]
+        back, w = C.lstm_backward, "Wy"
+    else:
+        caches = C.rnn_forward(x, a0, rnn_params(n_x, n_a, n_y, rng))[2]
+        back, w = C.rnn_backward, "Wya"
+    if per_step:
+        caches = list(caches)
+    where = "caches[0]" if per_step else "caches"
+    y3 = np.full((3, m, Tx), 1 / 3)
+    with _raises(ValueError, f"y_pred has n_y=3 classes but the parameters in {where} have "
+                 f"n_y=2 ({w} is (2, 4)): expected y_pred and y_true of shape (n_y, m, Tx) = "
+                 "(2, 2, 5)"):  # fmt: skip
+        back(y3, y3, caches)
+
+
+def _rnn_cell_cache():
+    rng = np.random.default_rng(21)
+    P = rnn_params(3, 4, 2, rng)
+    return C.rnnCell_forward(rng.normal(size=(3, 5)), rng.normal(size=(4, 5)), P)[2]
+
+
+def _lstm_cell_cache():
+    rng = np.random.default_rng(22)
+    P = lstm_params(3, 4, 2, rng)
+    a = rng.normal(size=(4, 5))
+    return C.lstmCell_forward(rng.normal(size=(3, 5)), a, a, P, np.ones((1, 5)))[3]
+
+
+@pytest.mark.parametrize(
+    ("i", "junk", "exc", "message"),
+    [
+        (0, None, TypeError, "cache: at must be an array, got None"),
+        (0, np.zeros((4, 6)), ValueError, "cache: at has shape (4, 6): expected (4, 5) "
+         "(n_a=4 from parameters['Waa'], m=5 from xt)"),
+        (1, np.zeros((3, 5)), ValueError, "cache: a_prev has shape (3, 5): expected (4, 5)"),
+        (2, None, TypeError, "cache: xt must be an array, got None"),
+        (2, np.zeros((2, 5)), ValueError, "cache: parameters['Wax'] has shape (4, 3): expected "
+         "(4, 2)"),
+        (2, np.array([["a"]]), TypeError, "cache: xt must hold real numbers, got dtype <U1"),
+        (3, None, TypeError, "cache: parameters must be a dict"),
+        (4, np.ones((1, 4)), ValueError, "cache: mask_t has shape (1, 4): expected (1, m)"),
+        (4, np.full((1, 5), 2.0), ValueError, "cache: mask must hold only 0 and 1"),
+    ],
+)  # fmt: skip
+def test_error_rnn_cell_cache_fields(i, junk, exc, message):
+    cache = _rnn_cell_cache()
+    bad = cache[:i] + (junk,) + cache[i + 1 :]
+    with _raises(exc, message):
+        C.rnnCell_backward(np.zeros((4, 5)), np.zeros((2, 5)), bad)
+
+
+@pytest.mark.parametrize(
+    ("i", "junk", "exc", "message"),
+    [
+        (0, None, TypeError, "cache: a_next must be an array, got None"),
+        (1, np.zeros((1, 1, 1)), ValueError, "cache: c_next must be 2-D, got shape (1, 1, 1)"),
+        (1, np.zeros((4, 6)), ValueError, "cache: c_next has shape (4, 6): expected (4, 5)"),
+        (2, np.zeros((5, 5)), ValueError, "cache: a_prev has shape (5, 5): expected (4, 5)"),
+        (3, [[1.0]], ValueError, "cache: c_prev has shape (1, 1): expected (4, 5)"),
+        (4, None, TypeError, "cache: xt must be an array, got None"),
+        (4, np.zeros((2, 5)), ValueError, "cache: parameters['Wf'] has shape (4, 7): expected"),
+        (5, {}, ValueError, "cache: parameters is missing 'Wf'"),
+        (6, None, TypeError, "cache: gates must be the 4-tuple (ft, it, cct, ot), got NoneType"),
+        (6, (1, 2, 3), TypeError, "cache: gates must be the 4-tuple (ft, it, cct, ot), got a "
+         "tuple of length 3"),
+        (6, (np.zeros((4, 5)),) * 3 + (None,), TypeError, "cache: ot must be an array, got None"),
+        (6, (np.zeros((4, 4)),) * 4, ValueError, "cache: ft has shape (4, 4): expected (4, 5)"),
+        (7, np.zeros((1, 4)), ValueError, "cache: mask_t has shape (1, 4)"),
+    ],
+)  # fmt: skip
+def test_error_lstm_cell_cache_fields(i, junk, exc, message):
+    cache = _lstm_cell_cache()
+    bad = cache[:i] + (junk,) + cache[i + 1 :]
+    with _raises(exc, message):
+        C.lstmCell_backward(np.zeros((4, 5)), np.zeros((4, 5)), bad)
+
+
+def test_error_cache_length_and_nan():
+    cache = _lstm_cell_cache()
+    msg = (
+        "cache must be the 8-tuple (a_next, c_next, a_prev, c_prev, xt, parameters, gates, "
+        "mask_t) lstmCell_forward returned, got a tuple of length 7"
+    )
+    with _raises(TypeError, msg):
+        C.lstmCell_backward(np.zeros((4, 5)), np.zeros((4, 5)), cache[:7])
+    bad = (np.full((4, 5), np.nan),) + cache[1:]
+    with _raises(ValueError, "cache: a_next contains a non-finite value (nan) at index (0, 0)"):
+        C.lstmCell_backward(np.zeros((4, 5)), np.zeros((4, 5)), bad)
+
+
+@pytest.mark.parametrize("lstm", [False, True])
+def test_error_per_step_caches_name_the_step(lstm):
+    rng = np.random.default_rng(23)
+    n_x, n_a, n_y, m, Tx = 3, 4, 2, 2, 4
+    x, a0 = rng.normal(size=(n_x, m, Tx)), np.zeros((n_a, m))
+    if lstm:
+        _, _, y, caches = C.lstm_forward(x, a0, a0, lstm_params(n_x, n_a, n_y, rng))
+        back, ix = C.lstm_backward, 4
+    else:
+        _, y, caches = C.rnn_forward(x, a0, rnn_params(n_x, n_a, n_y, rng))
+        back, ix = C.rnn_backward, 2
+    steps = list(caches)
+    steps[2] = steps[2][:ix] + (None,) + steps[2][ix + 1 :]
+    with _raises(TypeError, "caches[2]: xt must be an array, got None"):
+        back(y, y, steps)
+    steps = list(caches)
+    steps[1] = None
+    with _raises(TypeError, "caches[1] must be the "):
+        back(y, y, steps)
+    # a step from another pass (other n_x, same parameters shape but different x width)
+    other = list(caches)
+    small = rnn_params(2, n_a, n_y, rng) if not lstm else lstm_params(2, n_a, n_y, rng)
+    if lstm:
+        other[3] = C.lstmCell_forward(np.zeros((2, m)), a0, a0, small)[3]
+    else:
+        other[3] = C.rnnCell_forward(np.zeros((2, m)), a0, small)[2]
+    with _raises(ValueError, "caches[3] holds a state (4, 2) and xt (2, 2) but caches[0] holds "
+                 "(4, 2) and (3, 2): all steps must come from one forward pass"):  # fmt: skip
+        back(y, y, other)
+    # the validated per-step path still gives the kernel's gradients
+    fast, slow = back(y, y, caches), back(y, y, list(caches))
+    for k in fast:
+        assert rel_err(slow[k], fast[k]) < 1e-12, k
+
+
+@pytest.mark.parametrize(
+    ("seqs", "pv", "exc", "message"),
+    [
+        ([np.ones((2, 3), np.uint8)], None, TypeError, "padding_value must be a real number, "
+         "got None"),
+        ([np.ones((2, 3), np.uint8)], "x", TypeError, "padding_value must be a real number"),
+        ([np.ones((2, 3), np.uint8)], 1j, TypeError, "padding_value must be a real number"),
+        ([np.ones((2, 3))], np.nan, ValueError, "padding_value must be a finite real number, "
+         "got nan"),
+        ([np.ones((2, 3), np.uint8)], -1, ValueError, "padding_value -1 does not fit the "
+         "sequences' dtype uint8: pass a value that it holds, or convert the sequences first "
+         "(.astype(np.int64))"),
+        ([np.ones((2, 3), np.uint8)], 300, ValueError, "padding_value 300 does not fit"),
+        ([np.ones((2, 3), np.int64)], 2**70, ValueError, "does not fit the sequences' dtype int64"),
+        ([np.ones((2, 3), np.float32)], 1e39, ValueError, "does not fit the sequences' dtype "
+         "float32: pass a value that it holds, or convert the sequences first "
+         "(.astype(np.float64))"),
+        ([np.array([["a", "b"]])], 0, TypeError, "sequences[0] must hold real numbers, got dtype "
+         "<U1"),
+        ([np.ones((2, 1)), np.ones((2, 1), complex)], 0, TypeError, "sequences[1] must hold real "
+         "numbers, got dtype complex128"),
+        ([np.ones((2, 1)), None], 0, TypeError, "sequences[1] must be an array"),
+        ([[[1.0, 2.0], [3.0]]], 0, ValueError, "sequences[0] is ragged"),
+        (None, 0, TypeError, "sequences must be a list of (embedding_size, seq_len) arrays, "
+         "got NoneType"),
+        ("ab", 0, TypeError, "sequences must be a list of (embedding_size, seq_len) arrays, "
+         "got str"),
+    ],
+)  # fmt: skip
+def test_pad_sequences_validates_padding_value_and_dtypes(seqs, pv, exc, message):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with _raises(exc, message):
+            C.pad_sequences(seqs, 4, pv)
+
+
+def test_pad_sequences_promotes_like_numpy():
+    u8 = [np.ones((2, 3), np.uint8)]
+    assert C.pad_sequences(u8, 4, 255)[0].dtype == np.uint8
+    padded, _ = C.pad_sequences(u8, 4, 0.5)
+    assert padded.dtype == np.float64 and padded[0, 0, 3] == 0.5
+    padded, _ = C.pad_sequences(u8, 4, np.int64(-1))  # a NumPy scalar's dtype counts
+    assert padded.dtype == np.int64 and padded[0, 0, 3] == -1
+    padded, mask = C.pad_sequences([np.ones((2, 1), bool)], 3, False)
+    assert padded.dtype == bool and mask.dtype == np.float64 and not padded[:, 0, 1:].any()
+    f16, _ = C.pad_sequences([np.ones((2, 1), np.float16)], 2, 300)
+    assert f16.dtype == np.float16 and f16[0, 0, 1] == 300

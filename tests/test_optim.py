@@ -1,6 +1,8 @@
 """Optimizers against hand-computed steps and torch.optim; clipping; schedules; state."""
 
+import contextlib
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -16,6 +18,14 @@ from nprnn.optim import (
     clip_grad_norm,
     make_optimizer,
 )
+
+
+@contextlib.contextmanager
+def _no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
 
 # (name, kwargs) configurations covering every code path
 CONFIGS = [
@@ -244,6 +254,39 @@ def test_step_checks_grads():
     assert opt.step_count == 0
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_step_refuses_non_finite_grads(name, bad):
+    params = make_params(np.float64)
+    opt = make_optimizer(name, params, lr=0.1)
+    grads = make_grads(params, np.random.default_rng(0))
+    opt.step(grads)
+    before = {k: p.copy() for k, p in params.items()}
+    state = opt.state_arrays()
+    grads["bias_ih_l0"][1] = bad
+    with pytest.raises(
+        ValueError, match=r"^grad 'bias_ih_l0' contains a non-finite value .* \(1,\)"
+    ):
+        opt.step(grads)
+    assert opt.step_count == 1  # nothing changed: parameters, buffers, counter
+    for k, p in params.items():
+        np.testing.assert_array_equal(p, before[k])
+    for k, a in opt.state_arrays().items():
+        np.testing.assert_array_equal(a, state[k])
+
+
+def test_load_state_needs_dicts():
+    opt = Adam(make_params(np.float64), lr=1e-2)
+    for d in ([], None, "adam"):
+        with pytest.raises(TypeError, match=r"^optimizer state must be the dict state_dict\(\)"):
+            opt.load_state_dict(d)
+    with pytest.raises(TypeError, match=r"^optimizer state scalars must be the dict"):
+        opt.load_state({}, [])
+    with pytest.raises(TypeError, match=r"^optimizer state arrays must be a dict$"):
+        opt.load_state([], {"optimizer": "adam", "step": 0})
+    assert opt.step_count == 0
+
+
 @pytest.mark.parametrize(
     "name,kw,match",
     [
@@ -315,6 +358,37 @@ def test_clip_grad_norm_exact_and_nonfinite():
     assert math.isnan(clip_grad_norm({"a": np.array([np.nan])}, 1.0))
     with pytest.raises(ValueError, match="max_norm"):
         clip_grad_norm(g, 0.0)
+
+
+@pytest.mark.parametrize(
+    "grads,exc,match",
+    [
+        ([np.ones(2)], TypeError, r"^grads must be a dict name -> np\.ndarray .*got list$"),
+        (None, TypeError, r"^grads must be a dict .*got NoneType$"),
+        ({"a": [1.0, 2.0]}, TypeError, r"^grads\['a'\] must be a np\.ndarray .*got list$"),
+        ({"a": None}, TypeError, r"^grads\['a'\] must be a np\.ndarray .*got NoneType$"),
+        ({"a": np.full(2, 10)}, TypeError, r"^grads\['a'\] must hold real floats .*int64: conv"),
+        ({"a": np.ones(2, bool)}, TypeError, r"^grads\['a'\] must hold real floats .*bool"),
+        ({"a": np.ones(2, complex)}, TypeError, r"^grads\['a'\] .* got dtype complex128$"),
+        ({"a": np.ones(2, object)}, TypeError, r"^grads\['a'\] .* got dtype object$"),
+        ({"a": np.broadcast_to(10.0, (3,))}, ValueError, r"^grads\['a'\] is read-only"),
+    ],
+)
+def test_clip_grad_norm_validates_grads(grads, exc, match):
+    with _no_warnings():
+        with pytest.raises(exc, match=match):
+            clip_grad_norm(grads, 1.0)
+
+
+def test_clip_grad_norm_refuses_before_scaling():
+    a = np.full(3, 10.0)
+    with pytest.raises(TypeError, match=r"grads\['b'\]"):
+        clip_grad_norm({"a": a, "b": np.ones(2, np.int32)}, 1.0)
+    np.testing.assert_array_equal(a, 10.0)  # untouched
+    g16 = {"h": np.full(4, 100.0, np.float16), "e": np.zeros((0, 3))}  # float16, empty: fine
+    assert clip_grad_norm(g16, 1.0) == pytest.approx(200.0)
+    assert g16["h"].dtype == np.float16 and float(np.abs(g16["h"]).max()) < 0.51
+    assert clip_grad_norm({}, 1.0) == 0.0
 
 
 # ----------------------------------------------------------------------------- schedule

@@ -354,3 +354,42 @@ def test_split_text():
     assert split_text("abcd", val_fraction=0.01) == ("ab", "cd")
     with pytest.raises(DataError):
         split_text("abc", val_fraction=0.5)
+
+
+# ----------------------------------------------------------------------------- argument types
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda v: Vocab(None, lines_mode=True), r"^chars must be a list .*got NoneType$"),
+        (lambda v: Vocab(3, lines_mode=False), r"^chars must be a list .*got int$"),
+        (lambda v: Vocab.build(None, lines_mode=True), r"^texts must be a list .*got NoneType$"),
+        (lambda v: iter_eval_batches(None, v, 2), r"^lines must be a list .*got NoneType$"),
+        (lambda v: iter_eval_batches("ab", v, 2), r"^lines must be .*got a str \(wrap it"),
+        (lambda v: iter_eval_batches(["a"], None, 2), r"^vocab must be a Vocab .*got NoneType$"),
+        (lambda v: iter_eval_batches(["a"], "abc", 2), r"^vocab must be a Vocab .*got str$"),
+        (lambda v: LinesBatcher(["a"], None, batch_size=1), r"^vocab must be a Vocab"),
+        (lambda v: LinesBatcher(None, v, batch_size=1), r"^lines must be a list .*NoneType$"),
+        (lambda v: LinesBatcher("abc", v, batch_size=1), r"^lines must be .*got a str"),
+        (lambda v: split_train_val(None, val_fraction=0.5), r"^items must be a list .*NoneType$"),
+        (lambda v: split_train_val("abcd", val_fraction=0.5), r"^items must .*\(use split_text\)"),
+        (lambda v: split_text(None, val_fraction=0.5), r"^text must be a str, got NoneType$"),
+        (lambda v: split_text(["ab", "cd"], val_fraction=0.5), r"^text must be a str, got list$"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_named(call, match):
+    v = Vocab.build(["abc"], lines_mode=True)
+    with pytest.raises(TypeError, match=match):
+        call(v)
+
+
+def test_eval_batches_checks_when_called():
+    v = Vocab.build(["abc"], lines_mode=True)
+    with pytest.raises(DataError, match="'Z'"):
+        iter_eval_batches(["a", "Z"], v, 2)  # no next() needed
+    with pytest.raises(ValueError, match="lines-mode vocabulary"):
+        iter_eval_batches(["a"], Vocab.build(["abc"], lines_mode=False), 2)
+    assert [x.shape for x, _, _ in iter_eval_batches(("a", "bc"), v, 1)] == [(2, 1), (3, 1)]
+    tr, va = split_train_val(np.array(["a", "b", "c", "d"]), val_fraction=0.5)
+    assert len(tr) == len(va) == 2

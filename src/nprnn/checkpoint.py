@@ -522,19 +522,59 @@ def _read_record(run: RunDir) -> dict:
         raise CheckpointError(f"{bad} (its checksum does not match)")
     step, tag = rec.get("step"), rec.get("tag")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{bad} (step {step!r})")
+        raise CheckpointError(f"{bad} (step {_short(step)})")
     if not isinstance(tag, str) or not re.fullmatch(r"[0-9a-f]{8}", tag):
-        raise CheckpointError(f"{bad} (tag {tag!r})")
-    if not isinstance(rec.get("config"), dict) or not isinstance(rec.get("state"), dict):
-        raise CheckpointError(f"{bad} (config/state missing)")
+        raise CheckpointError(f"{bad} (tag {_short(tag)})")
+    for key in ("config", "state"):
+        if not isinstance(rec.get(key), dict):
+            raise CheckpointError(
+                f"{bad} ({key!r} must be an object, got {_json_type(rec.get(key))})"
+            )
     for kind in ("model", "trainer", "best"):
         entry = rec.get(kind)
         if entry is None and kind == "best":
-            continue
-        m = _CKPT_RE.match(entry.get("file", "")) if isinstance(entry, dict) else None
-        if not m or m.group(3) != kind or not isinstance(entry.get("sha256"), str):
-            raise CheckpointError(f"{bad} (entry {kind!r})")
-    return rec
+            continue  # no best weights saved (the key may be absent, too)
+        if not isinstance(entry, dict):
+            raise CheckpointError(
+                f"{bad} (entry {kind!r} must be an object, got {_json_type(entry)})"
+            )
+        file, sha = entry.get("file"), entry.get("sha256")
+        if not isinstance(file, str):
+            raise CheckpointError(
+                f"{bad} (entry {kind!r}: 'file' must be a string, got {_json_type(file)})"
+            )
+        m = _CKPT_RE.fullmatch(file)
+        if not m or m.group(3) != kind:
+            raise CheckpointError(
+                f"{bad} (entry {kind!r}: 'file' {_short(file)} is not the name of a {kind} "
+                "checkpoint file)"
+            )
+        if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise CheckpointError(
+                f"{bad} (entry {kind!r}: 'sha256' {_short(sha)} is not a SHA-256 hex digest)"
+            )
+    return {**rec, "best": rec.get("best")}
+
+
+def _json_type(v) -> str:
+    """The JSON name of ``v``'s type, for messages about a record's fields."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "an array"
+    return "an object" if isinstance(v, dict) else type(v).__name__
+
+
+def _short(v, limit: int = 60) -> str:
+    """``repr(v)``, cut to ``limit`` characters (a record field quoted in a message)."""
+    r = repr(v)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 def _load_entry(run: RunDir, entry: dict, kind: str) -> dict:
@@ -581,7 +621,7 @@ def load_model(run: RunDir, *, best: bool = False) -> tuple[dict, dict]:
     """
     if run.has_checkpoint():
         rec = _read_record(run)
-        entry, kind = (rec["best"], "best") if best and rec["best"] else (rec["model"], "model")
+        entry, kind = (rec["best"], "best") if best and rec.get("best") else (rec["model"], "model")
         return rec["config"], _load_entry(run, entry, kind)
     if not run.path.is_dir():
         raise CheckpointError(
@@ -599,4 +639,5 @@ def load_model(run: RunDir, *, best: bool = False) -> tuple[dict, dict]:
 def load_best(run: RunDir) -> dict | None:
     """The best-validation weights of the committed checkpoint, or None if none were saved."""
     rec = _read_record(run)
-    return _load_entry(run, rec["best"], "best") if rec["best"] else None
+    entry = rec.get("best")
+    return _load_entry(run, entry, "best") if entry else None

@@ -46,6 +46,7 @@ stays float32, float64 or integer inputs give float64.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -168,14 +169,97 @@ def _mask_t(mask_t, m, dt):
     return mask_array(mk.reshape(1, m), None, 1, m).astype(dt)
 
 
-def _unpack(cache, n, what):
+def _unpack(cache, n, what, where="cache"):
     if not isinstance(cache, (tuple, list)) or len(cache) != n:
-        raise TypeError(f"cache must be the {n}-tuple {what} returned, got {type(cache).__name__}")
+        got = type(cache).__name__
+        if isinstance(cache, (tuple, list)):
+            got = f"a {got} of length {len(cache)}"
+        raise TypeError(f"{where} must be the {n}-tuple {what} returned, got {got}")
     return cache
+
+
+def _in(where, check, *args):
+    """``check(*args)``, its ValueError/TypeError prefixed with ``where`` (a cache)."""
+    try:
+        return check(*args)
+    except (TypeError, ValueError) as e:
+        raise (ValueError if isinstance(e, ValueError) else TypeError)(f"{where}: {e}") from None
+
+
+def _cache_state(name, a, n_a, m, src):
+    """A (n_a, m) state or gate field of a cache, as a float array."""
+    a = float_array(name, a, ndim=2)
+    check_shape(name, a, (n_a, m), hint=src)
+    return a
+
+
+_RNN_CACHE = "(at, a_prev, xt, parameters, mask_t) rnnCell_forward"
+_LSTM_CACHE = "(a_next, c_next, a_prev, c_prev, xt, parameters, gates, mask_t) lstmCell_forward"
+
+
+def _rnn_step_cache(cache, where="cache"):
+    """Validate one rnnCell_forward cache: every field's type, and shapes against each
+    other (n_x from xt, n_a and n_y from the parameters, m from xt).
+
+    Returns ``(at, a_prev, xt, P, mk)``: float arrays, the parameter dict as float
+    arrays, and the mask as (1, m) float64 0/1 or None.
+    """
+    at, a_prev, xt, parameters, mask_t = _unpack(cache, 5, _RNN_CACHE, where)
+
+    def check():
+        P = _params(parameters, RNN_KEYS)
+        x = float_array("xt", xt, ndim=2)
+        n_x, m = x.shape
+        n_a, _ = _rnn_dims(P, n_x)
+        src = f"n_a={n_a} from parameters['Waa'], m={m} from xt"
+        a = _cache_state("at", at, n_a, m, src)
+        ap = _cache_state("a_prev", a_prev, n_a, m, src)
+        return a, ap, x, P, _mask_t(mask_t, m, np.float64)
+
+    return _in(where, check)
+
+
+def _lstm_step_cache(cache, where="cache"):
+    """Validate one lstmCell_forward cache (as :func:`_rnn_step_cache`; the gates are
+    the 4-tuple (ft, it, cct, ot) of (n_a, m) arrays).
+
+    Returns ``(a_next, c_next, a_prev, c_prev, xt, P, (ft, it, cct, ot), mk)``.
+    """
+    fields = _unpack(cache, 8, _LSTM_CACHE, where)
+    a_next, c_next, a_prev, c_prev, xt, parameters, gates, mask_t = fields
+
+    def check():
+        P = _params(parameters, LSTM_KEYS)
+        x = float_array("xt", xt, ndim=2)
+        n_x, m = x.shape
+        n_a, _ = _lstm_dims(P, n_x)
+        src = f"n_a={n_a} from parameters['Wf'], m={m} from xt"
+        states = [
+            _cache_state(name, v, n_a, m, src)
+            for name, v in (("a_next", a_next), ("c_next", c_next), ("a_prev", a_prev),
+                            ("c_prev", c_prev))
+        ]  # fmt: skip
+        if not isinstance(gates, (tuple, list)) or len(gates) != 4:
+            got = type(gates).__name__
+            if isinstance(gates, (tuple, list)):
+                got = f"a {got} of length {len(gates)}"
+            raise TypeError(f"gates must be the 4-tuple (ft, it, cct, ot), got {got}")
+        gs = tuple(
+            _cache_state(name, g, n_a, m, src)
+            for name, g in zip(("ft", "it", "cct", "ot"), gates, strict=True)
+        )
+        return (*states, x, P, gs, _mask_t(mask_t, m, np.float64))
+
+    return _in(where, check)
 
 
 def _predictions(y_pred, y_true):
     y_pred = float_array("y_pred", y_pred, ndim=3)
+    if 0 in y_pred.shape:
+        raise ValueError(
+            f"y_pred has shape {_fmt(y_pred.shape)}: it needs n_y >= 1 classes, m >= 1 "
+            "sequences and Tx >= 1 steps (n_y, m, Tx)"
+        )
     y_true = float_array("y_true", y_true)
     check_shape("y_true", y_true, y_pred.shape, hint="the shape of y_pred, (n_y, m, Tx)")
     dt = _dtype(y_pred, y_true)
@@ -201,13 +285,12 @@ def _dlogits(y_pred, y_true, mask):
     return dz
 
 
-def _caches_mask(caches, m, dt):
-    """The (Tx, m) bool mask stored in per-step caches (None if no step had one)."""
-    masks = [c[-1] for c in caches]
+def _steps_mask(steps, m):
+    """The (Tx, m) bool mask stored in validated per-step caches (None if none had one)."""
+    masks = [step[-1] for step in steps]
     if all(mk is None for mk in masks):
         return None
-    return np.vstack([np.ones((1, m), bool) if mk is None else _mask_t(mk, m, dt) > 0.5
-                      for mk in masks])  # fmt: skip
+    return np.vstack([np.ones((1, m), bool) if mk is None else mk > 0.5 for mk in masks])
 
 
 def _carried(out, mask, s0):
@@ -257,9 +340,11 @@ def pad_sequences(sequences, max_len=None, padding_value=0):
     """Pad a list of sequences (embedding_size, seq_len_i) to one array.
 
     Arguments:
-    sequences -- list of arrays of shape (embedding_size, seq_len_i); seq_len_i may be 0
+    sequences -- list of arrays of shape (embedding_size, seq_len_i) holding real numbers
+                 (float, int or bool); seq_len_i may be 0
     max_len -- int, length to pad to; None: the longest sequence
-    padding_value -- value written at padded positions (default 0)
+    padding_value -- finite real number written at padded positions (default 0); it must
+                     fit the result dtype (e.g. -1 or 300 do not fit uint8 sequences)
 
     Returns:
     padded_seqs -- array (embedding_size, batch_size, max_len) with the sequences' dtype
@@ -273,7 +358,27 @@ def pad_sequences(sequences, max_len=None, padding_value=0):
     """
     if isinstance(sequences, np.ndarray) and sequences.ndim == 3:
         sequences = list(sequences)
-    seqs = [np.asarray(s) for s in sequences]
+    if isinstance(sequences, (str, bytes, Mapping)) or not isinstance(
+        sequences, (Sequence, np.ndarray)
+    ):
+        raise TypeError(
+            "sequences must be a list of (embedding_size, seq_len) arrays, "
+            f"got {type(sequences).__name__}"
+        )
+    seqs = []
+    for i, s in enumerate(sequences):
+        if s is None:
+            raise TypeError(f"sequences[{i}] must be an array (embedding_size, seq_len), got None")
+        try:
+            a = np.asarray(s)
+        except ValueError:  # a ragged nested list
+            raise ValueError(
+                f"sequences[{i}] is ragged: its rows have different lengths — pass an array "
+                "(embedding_size, seq_len)"
+            ) from None
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"sequences[{i}] must hold real numbers, got dtype {a.dtype}")
+        seqs.append(a)
     if not seqs:
         raise ValueError("sequences is empty: pass a list of (embedding_size, seq_len) arrays")
     for i, s in enumerate(seqs):
@@ -298,13 +403,48 @@ def pad_sequences(sequences, max_len=None, padding_value=0):
             f"sequences[{i}] has length {lengths[i]} > max_len={max_len}: "
             "raise max_len or shorten the sequence"
         )
-    dtype = np.result_type(*{s.dtype for s in seqs}, padding_value)
+    dtype = _padding_dtype([s.dtype for s in seqs], padding_value)
     padded = np.full((seqs[0].shape[0], len(seqs), max_len), padding_value, dtype=dtype)
     mask = np.zeros((max_len, len(seqs)), dtype=dtype if dtype.kind == "f" else np.float64)
     for i, s in enumerate(seqs):
         padded[:, i, : lengths[i]] = s
         mask[: lengths[i], i] = 1
     return padded, mask
+
+
+def _padding_dtype(dtypes, padding_value) -> np.dtype:
+    """NumPy's promotion of the sequences' dtypes with ``padding_value``, which must be a
+    finite real number (bool, int or float) that the result dtype holds."""
+    pv = padding_value
+    shown = repr(pv) if len(repr(pv)) <= 40 else repr(pv)[:37] + "..."
+    real = isinstance(pv, (numbers.Real, np.bool_)) or (
+        isinstance(pv, np.number) and pv.dtype.kind in "iuf"
+    )
+    if not real:
+        raise TypeError(f"padding_value must be a real number, got {shown}")
+    try:
+        finite = bool(np.isfinite(float(pv)))
+    except OverflowError:  # an int beyond float64
+        finite = False
+    if not finite:
+        raise ValueError(f"padding_value must be a finite real number, got {shown}")
+    dts = list(dict.fromkeys(dtypes))
+    try:
+        dtype = np.result_type(*dts, pv)
+        fits = dtype.kind == "b" or (
+            np.iinfo(dtype).min <= int(pv) <= np.iinfo(dtype).max
+            if dtype.kind in "iu"
+            else abs(float(pv)) <= float(np.finfo(dtype).max)
+        )
+    except OverflowError:  # a Python int beyond the sequences' integer dtype
+        dtype, fits = np.result_type(*dts), False
+    if not fits:
+        wider = "np.float64" if dtype.kind == "f" else "np.int64"
+        raise ValueError(
+            f"padding_value {shown} does not fit the sequences' dtype {dtype}: pass a value "
+            f"that it holds, or convert the sequences first (.astype({wider}))"
+        )
+    return dtype
 
 
 def compute_loss(y_pred, y_true, mask=None):
@@ -439,23 +579,26 @@ def rnnCell_backward(da_next, dz_t, cache):
     gradients -- dict dxt (n_x, m), da_prev (n_a, m), dWax, dWaa, dBa, dWya, dBy
 
     Differs from the notebook: at padded columns da_prev is the gradient carried back
-    along the state (the notebook zeroed it).
+    along the state (the notebook zeroed it); every field of the cache is checked (type,
+    and shape against the others and the parameters), errors start with ``cache:``.
     """
-    a_next, a_prev, xt, parameters, mask_t = _unpack(
-        cache, 5, "(at, a_prev, xt, parameters, mask_t) rnnCell_forward"
-    )
-    P = _params(parameters, RNN_KEYS)
-    n_x, m = np.shape(xt)
-    n_a, n_y = _rnn_dims(P, n_x)
+    step = _rnn_step_cache(cache)
+    n_a, m = step[0].shape
+    n_y = step[3]["Wya"].shape[0]
     da_next = float_array("da_next", da_next, ndim=2)
     check_shape("da_next", da_next, (n_a, m))
     dz_t = float_array("dz_t", dz_t, ndim=2)
     check_shape("dz_t", dz_t, (n_y, m))
-    a_next, a_prev, xt = (np.asarray(v) for v in (a_next, a_prev, xt))
+    return _rnn_cell_backward(da_next, dz_t, step)
+
+
+def _rnn_cell_backward(da_next, dz_t, step):
+    """rnnCell_backward on a validated cache (see :func:`_rnn_step_cache`)."""
+    a_next, a_prev, xt, P, mk = step
     dt = _dtype(da_next, dz_t, a_next, a_prev, xt, *P.values())
     Wax, Waa, _, Wya, _ = _cast(dt, *(P[k] for k in RNN_KEYS))
-    mk = _mask_t(mask_t, m, dt)
     if mk is not None:
+        mk = mk.astype(dt)
         dz_t = dz_t * mk
     dWya = dz_t @ a_next.T  # (n_y, n_a)
     dBy = dz_t.sum(axis=1, keepdims=True)
@@ -477,15 +620,46 @@ def rnnCell_backward(da_next, dz_t, cache):
     }
 
 
-def _check_caches(caches, what, y_pred, n_fields):
+def _check_caches(caches, what, y_pred, kind):
+    """Check ``caches`` against y_pred (n_y, m, Tx); return ``(fast, None)`` for the
+    caches of rnn_forward/lstm_forward (the kernel's path), else ``(None, steps)``: every
+    per-step cache validated (:func:`_rnn_step_cache` / :func:`_lstm_step_cache`), all
+    of the same n_x, n_a and m, and n_y that of y_pred."""
     if not isinstance(caches, Sequence) or len(caches) == 0:
         raise TypeError(f"caches must be the non-empty list {what} returned")
     n_y, m, Tx = y_pred.shape
     if len(caches) != Tx:
         raise ValueError(f"caches has {len(caches)} steps but y_pred has Tx={Tx}")
-    a_first = np.shape(_unpack(caches[0], n_fields, what)[0])
-    if len(a_first) != 2 or a_first[1] != m:
-        raise ValueError(f"caches hold states of shape {_fmt(a_first)} but y_pred has m={m}")
+    wy = "Wya" if kind == "RNN" else "Wy"
+    fast = getattr(caches, "fast", None)
+    if fast is not None and fast[0] == kind and fast[2].shape[:2] == (Tx, m):
+        _check_n_y(n_y, m, Tx, wy, fast[3].shape)
+        return fast, None
+    validate, ix, ip = (_rnn_step_cache, 2, 3) if kind == "RNN" else (_lstm_step_cache, 4, 5)
+    steps = []
+    for t, c in enumerate(caches):
+        step = validate(c, f"caches[{t}]")
+        a, x = step[0].shape, step[ix].shape  # (n_a, m), (n_x, m)
+        if a[1] != m:
+            raise ValueError(f"caches[{t}] holds states of shape {_fmt(a)} but y_pred has m={m}")
+        if steps and (a, x) != (steps[0][0].shape, steps[0][ix].shape):
+            a0, x0 = steps[0][0].shape, steps[0][ix].shape
+            raise ValueError(
+                f"caches[{t}] holds a state {_fmt(a)} and xt {_fmt(x)} but caches[0] holds "
+                f"{_fmt(a0)} and {_fmt(x0)}: all steps must come from one forward pass"
+            )
+        _check_n_y(n_y, m, Tx, wy, step[ip][wy].shape, where=f"caches[{t}]")
+        steps.append(step)
+    return None, steps
+
+
+def _check_n_y(n_y, m, Tx, wy, w_shape, where="caches"):
+    if w_shape[0] != n_y:
+        raise ValueError(
+            f"y_pred has n_y={n_y} classes but the parameters in {where} have "
+            f"n_y={w_shape[0]} ({wy} is {_fmt(w_shape)}): expected y_pred and y_true of shape "
+            f"(n_y, m, Tx) = ({w_shape[0]}, {m}, {Tx})"
+        )
 
 
 def rnn_backward(y_pred, y_true, caches):
@@ -515,10 +689,11 @@ def rnn_backward(y_pred, y_true, caches):
     through padded steps.
     """
     y_pred, y_true = _predictions(y_pred, y_true)
-    _check_caches(caches, "(at, a_prev, xt, parameters, mask_t) rnn_forward", y_pred, 5)
+    fast, steps = _check_caches(
+        caches, "(at, a_prev, xt, parameters, mask_t) rnn_forward", y_pred, "RNN"
+    )
     n_y, m, Tx = y_pred.shape
-    fast = getattr(caches, "fast", None)
-    if fast is not None and fast[0] == "RNN" and fast[2].shape[:2] == (Tx, m):
+    if fast is not None:
         _, fc, A, Wya, mk = fast
         dt = A.dtype
         dz = _dlogits(y_pred.astype(dt, copy=False), y_true.astype(dt, copy=False), mk)
@@ -535,15 +710,15 @@ def rnn_backward(y_pred, y_true, caches):
             "dWya": d2.T @ A.reshape(Tx * m, n_a),
             "dBy": d2.sum(axis=0)[:, None],
         }
-    # per-step path: a plain list of rnnCell_forward caches
-    a_next, _, xt, parameters, _ = caches[0]
-    dt = _dtype(y_pred, np.asarray(a_next))
-    dz = _dlogits(y_pred, y_true, _caches_mask(caches, m, dt))
+    # per-step path: a plain list of rnnCell_forward caches (validated above)
+    a_next, _, xt, _, _ = steps[0]
+    dt = _dtype(y_pred, a_next)
+    dz = _dlogits(y_pred, y_true, _steps_mask(steps, m))
     grads = None
-    da = np.zeros_like(np.asarray(a_next), dtype=dt)
-    dx = np.zeros((np.shape(xt)[0], m, Tx), dtype=dt)
+    da = np.zeros_like(a_next, dtype=dt)
+    dx = np.zeros((xt.shape[0], m, Tx), dtype=dt)
     for t in reversed(range(Tx)):
-        g = rnnCell_backward(da, dz[:, :, t], caches[t])
+        g = _rnn_cell_backward(da, dz[:, :, t], steps[t])
         dx[:, :, t] = g["dxt"]
         da = g["da_prev"]
         if grads is None:
@@ -697,24 +872,27 @@ def lstmCell_backward(da_next, dc_next, cache):
     gradients -- dict dxt, da_prev, dc_prev, dWf, dWi, dWc, dWo, dbf, dbi, dbc, dbo
 
     Differs from the notebook: reads Wf, Wi, Wc, Wo from parameters (NameError before),
-    and at padded columns passes da_next/dc_next back along the carry (it zeroed them).
+    and at padded columns passes da_next/dc_next back along the carry (it zeroed them);
+    every field of the cache is checked (type, and shape against the others and the
+    parameters), errors start with ``cache:``.
     """
-    a_next, c_next, a_prev, c_prev, xt, parameters, gates, mask_t = _unpack(
-        cache, 8, "(a_next, c_next, a_prev, c_prev, xt, parameters, gates, mask_t) "
-        "lstmCell_forward",
-    )  # fmt: skip
-    P = _params(parameters, LSTM_KEYS)
-    n_x, m = np.shape(xt)
-    n_a, _ = _lstm_dims(P, n_x)
+    step = _lstm_step_cache(cache)
+    n_a, m = step[0].shape
     da_next = float_array("da_next", da_next, ndim=2)
     check_shape("da_next", da_next, (n_a, m))
     dc_next = float_array("dc_next", dc_next, ndim=2)
     check_shape("dc_next", dc_next, (n_a, m))
-    ft, it, cct, ot = (np.asarray(g) for g in gates)
-    c_next, a_prev, c_prev, xt = (np.asarray(v) for v in (c_next, a_prev, c_prev, xt))
+    return _lstm_cell_backward(da_next, dc_next, step)
+
+
+def _lstm_cell_backward(da_next, dc_next, step):
+    """lstmCell_backward on a validated cache (see :func:`_lstm_step_cache`)."""
+    _, c_next, a_prev, c_prev, xt, P, (ft, it, cct, ot), mk = step
+    n_a = c_next.shape[0]
     dt = _dtype(da_next, dc_next, c_next, xt, *P.values())
     Wf, _, Wi, _, Wc, _, Wo, _, _, _ = _cast(dt, *(P[k] for k in LSTM_KEYS))
-    mk = _mask_t(mask_t, m, dt)
+    if mk is not None:
+        mk = mk.astype(dt)
     tc = np.tanh(c_next)
     dct = dc_next + da_next * ot * (1 - tc**2)
     raw = {
@@ -764,10 +942,9 @@ def lstm_backward(y_pred, y_true, caches):
     passes back through padded steps.
     """
     y_pred, y_true = _predictions(y_pred, y_true)
-    _check_caches(caches, "(a_next, c_next, ...) lstm_forward", y_pred, 8)
+    fast, steps = _check_caches(caches, "(a_next, c_next, ...) lstm_forward", y_pred, "LSTM")
     n_y, m, Tx = y_pred.shape
-    fast = getattr(caches, "fast", None)
-    if fast is not None and fast[0] == "LSTM" and fast[2].shape[:2] == (Tx, m):
+    if fast is not None:
         _, fc, A, Wy, mk = fast
         dt = A.dtype
         dz = _dlogits(y_pred.astype(dt, copy=False), y_true.astype(dt, copy=False), mk)
@@ -789,24 +966,24 @@ def lstm_backward(y_pred, y_true, caches):
         res["dWy"] = d2.T @ A.reshape(Tx * m, n_a)
         res["dby"] = d2.sum(axis=0)[:, None]
         return res
-    # per-step path: a plain list of lstmCell_forward caches
-    a_next, _, _, _, xt, parameters, _, _ = caches[0]
-    Wy = _params(parameters, LSTM_KEYS)["Wy"]
-    dt = _dtype(y_pred, np.asarray(a_next), Wy)
+    # per-step path: a plain list of lstmCell_forward caches (validated above)
+    a_next, _, _, _, xt, P, _, _ = steps[0]
+    Wy = P["Wy"]
+    dt = _dtype(y_pred, a_next, Wy)
     Wy = Wy.astype(dt, copy=False)
-    dz = _dlogits(y_pred, y_true, _caches_mask(caches, m, dt))
-    da = np.zeros_like(np.asarray(a_next), dtype=dt)
+    dz = _dlogits(y_pred, y_true, _steps_mask(steps, m))
+    da = np.zeros_like(a_next, dtype=dt)
     dc = np.zeros_like(da)
-    dx = np.zeros((np.shape(xt)[0], m, Tx), dtype=dt)
+    dx = np.zeros((xt.shape[0], m, Tx), dtype=dt)
     dWy = np.zeros_like(Wy)
     dby = np.zeros((n_y, 1), dtype=dt)
     grads = None
     for t in reversed(range(Tx)):
-        a_t = np.asarray(caches[t][0])
+        a_t = steps[t][0]
         dz_t = dz[:, :, t]  # already 0 at padding
         dWy += dz_t @ a_t.T
         dby += dz_t.sum(axis=1, keepdims=True)
-        g = lstmCell_backward(da + Wy.T @ dz_t, dc, caches[t])
+        g = _lstm_cell_backward(da + Wy.T @ dz_t, dc, steps[t])
         dx[:, :, t] = g["dxt"]
         da, dc = g["da_prev"], g["dc_prev"]
         keys = [f"d{p}{k}" for p in "Wb" for k in "fico"]

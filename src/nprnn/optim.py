@@ -5,9 +5,10 @@ API notes: ``make_optimizer(name, params, lr=None)`` uses the optimizer's defaul
 
 Parameters are a dict ``name -> np.ndarray`` that the optimizer updates IN PLACE (the
 layers own the arrays); ``step(grads)`` takes a dict with the same keys, shapes and
-dtypes and never modifies it. The arithmetic is done in each parameter's dtype,
-following the formulas (and the operation order) of torch's single-tensor code paths,
-so results agree with ``torch.optim`` to float rounding in float32 and float64.
+dtypes, all finite (NaN/inf is a ``ValueError``), and never modifies it; a refused step
+changes nothing. The arithmetic is done in each parameter's dtype, following the
+formulas (and the operation order) of torch's single-tensor code paths, so results
+agree with ``torch.optim`` to float rounding in float32 and float64.
 
 Notation in the docstrings: ``g`` the gradient, ``p`` the parameter, ``t`` the step
 count after increment (1 on the first step), ``λ`` weight_decay, ``η`` lr.
@@ -24,10 +25,11 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
-from .validation import FLOAT_DTYPES, one_of, positive_int, real_in_range
+from .validation import FLOAT_DTYPES, check_finite, one_of, positive_int, real_in_range
 
 __all__ = [
     "Optimizer",
@@ -105,9 +107,15 @@ class Optimizer:
                 raise ValueError(f"grad {k!r} has shape {shape}: expected {p.shape}")
             if g.dtype != p.dtype:
                 raise TypeError(f"grad {k!r} has dtype {g.dtype} but the parameter is {p.dtype}")
+        for k in self.params:  # every check passes before anything is touched
+            check_finite(f"grad {k!r}", grads[k])
 
     def step(self, grads: dict) -> None:
-        """Update every parameter in place from ``grads`` (same keys, shapes, dtypes)."""
+        """Update every parameter in place from ``grads`` (same keys, shapes, dtypes).
+
+        Gradients holding NaN or inf are refused (``ValueError`` naming the key and the
+        first bad index); a refused step changes nothing, not even ``step_count``.
+        """
         self._check_grads(grads)
         self.step_count += 1
         for k, p in self.params.items():
@@ -141,8 +149,13 @@ class Optimizer:
         Raises ``ValueError`` naming the first key that is missing, unexpected, or of
         the wrong shape or dtype; nothing is changed then.
         """
-        if not isinstance(scalars, dict) or scalars.get("optimizer") != self.name:
-            got = scalars.get("optimizer") if isinstance(scalars, dict) else scalars
+        if not isinstance(scalars, dict):
+            raise TypeError(
+                "optimizer state scalars must be the dict state_scalars() returned, "
+                f"got {type(scalars).__name__}"
+            )
+        if scalars.get("optimizer") != self.name:
+            got = scalars.get("optimizer")
             raise ValueError(f"optimizer state is for {got!r}, but this optimizer is {self.name!r}")
         step = scalars.get("step")
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
@@ -176,6 +189,11 @@ class Optimizer:
         return {**self.state_arrays(), "step": self.step_count, "optimizer": self.name}
 
     def load_state_dict(self, d: dict) -> None:
+        """Restore what :meth:`state_dict` returned (checks as in :meth:`load_state`)."""
+        if not isinstance(d, dict):
+            raise TypeError(
+                f"optimizer state must be the dict state_dict() returned, got {type(d).__name__}"
+            )
         arrays = {k: v for k, v in d.items() if k not in ("step", "optimizer")}
         self.load_state(arrays, {"optimizer": d.get("optimizer"), "step": d.get("step")})
 
@@ -437,7 +455,31 @@ def clip_grad_norm(grads: dict, max_norm: float) -> float:
     ``torch.nn.utils.clip_grad_norm_``, every gradient is multiplied by
     ``c = max_norm / (norm + 1e-6)`` when ``c < 1``. Returns the norm before clipping;
     a non-finite norm is returned as is and nothing is scaled (the caller decides).
+
+    ``grads`` must be a mapping name -> writable real float ``np.ndarray`` (they are
+    scaled in place); anything else is a ``TypeError``/``ValueError`` naming the key,
+    raised before any gradient is touched.
     """
+    if not isinstance(grads, Mapping):
+        raise TypeError(
+            f"grads must be a dict name -> np.ndarray (scaled in place), got {type(grads).__name__}"
+        )
+    for k, g in grads.items():
+        if not isinstance(g, np.ndarray):
+            raise TypeError(
+                f"grads[{k!r}] must be a np.ndarray (scaled in place), got {type(g).__name__}"
+            )
+        if g.dtype.kind != "f":
+            fix = ": convert it with .astype(np.float64)" if g.dtype.kind in "biu" else ""
+            raise TypeError(
+                f"grads[{k!r}] must hold real floats (it is scaled in place), "
+                f"got dtype {g.dtype}{fix}"
+            )
+        if not g.flags.writeable:
+            raise ValueError(
+                f"grads[{k!r}] is read-only: clip_grad_norm scales it in place — pass a "
+                "writable copy (np.array(g))"
+            )
     max_norm = real_in_range("max_norm", max_norm, low=0, low_open=True)
     total = 0.0
     for g in grads.values():

@@ -124,6 +124,10 @@ class Vocab:
     """
 
     def __init__(self, chars: Sequence[str], *, lines_mode: bool):
+        if not isinstance(chars, Iterable):
+            raise TypeError(
+                f"chars must be a list of single characters, got {type(chars).__name__}"
+            )
         chars = list(chars)
         for c in chars:
             if not isinstance(c, str) or len(c) != 1:
@@ -146,6 +150,8 @@ class Vocab:
     @classmethod
     def build(cls, texts: Iterable[str], *, lines_mode: bool) -> Vocab:
         """The vocabulary of all characters in ``texts`` (sorted by code point)."""
+        if not isinstance(texts, Iterable):
+            raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
         seen: set[str] = set()
         for t in texts:
             if not isinstance(t, str):
@@ -191,10 +197,11 @@ class Vocab:
         arr = np.asarray(ids)
         if arr.dtype.kind not in "iu":
             raise TypeError(f"ids must be integers, got dtype {arr.dtype}")
-        arr = arr.reshape(-1).astype(np.int64)
+        arr = arr.reshape(-1)  # range-checked in its own dtype: a uint64 id stays as it is
         if arr.size and (arr.min() < 0 or arr.max() >= len(self)):
             bad = int(arr[(arr < 0) | (arr >= len(self))][0])
             raise ValueError(f"id {bad} is outside the vocabulary [0, {len(self)})")
+        arr = arr.astype(np.int64)
         return "".join(self._table[arr[arr >= self.offset]])
 
     def to_dict(self) -> dict:
@@ -265,8 +272,8 @@ class LinesBatcher:
     def __init__(
         self, lines: Sequence[str], vocab: Vocab, *, batch_size: int, rng=None, bucket: bool = True
     ):
-        if vocab.bos_id is None:
-            raise ValueError("LinesBatcher needs a lines-mode vocabulary (with <bos>, <eos>)")
+        _check_lines(lines)
+        _check_lines_vocab(vocab, "LinesBatcher")
         if not lines:
             raise DataError("no lines to train on — pass a file with at least one line")
         self.vocab = vocab
@@ -352,8 +359,26 @@ def _rng_state_to_json(state: dict) -> dict:
     return _jsonable_rng_state(state)
 
 
+def _check_lines(lines) -> None:
+    """``lines`` must be a sequence (list, tuple) of str; a bare str is refused."""
+    if isinstance(lines, (str, bytes)) or not isinstance(lines, Sequence):
+        what = "a str (wrap it in a list)" if isinstance(lines, str) else type(lines).__name__
+        raise TypeError(f"lines must be a list of strings, got {what}")
+
+
+def _check_lines_vocab(vocab, who: str) -> None:
+    if not isinstance(vocab, Vocab):
+        raise TypeError(
+            f"vocab must be a Vocab (Vocab.build(texts, lines_mode=True)), "
+            f"got {type(vocab).__name__}"
+        )
+    if vocab.bos_id is None:
+        raise ValueError(f"{who} needs a lines-mode vocabulary (with <bos>, <eos>)")
+
+
 def _encode_lines(lines: Sequence[str], vocab: Vocab) -> list[np.ndarray]:
     """Each line's ids (one ``encode`` call over the concatenation: fast for many lines)."""
+    _check_lines(lines)
     for ln in lines:
         if not isinstance(ln, str):
             raise TypeError(f"lines must be strings, got {type(ln).__name__}")
@@ -379,14 +404,17 @@ def _pack_lines(seqs: Sequence[np.ndarray], vocab: Vocab):
     return inputs, targets, mask
 
 
-def iter_eval_batches(lines: Sequence[str], vocab: Vocab, batch_size: int):
-    """Every line exactly once, in order: ``(inputs (T, B), targets (T, B), mask (T, B))``."""
-    if vocab.bos_id is None:
-        raise ValueError("iter_eval_batches needs a lines-mode vocabulary (with <bos>, <eos>)")
+def iter_eval_batches(lines: Sequence[str], vocab: Vocab, batch_size: int) -> Iterator[tuple]:
+    """Every line exactly once, in order: ``(inputs (T, B), targets (T, B), mask (T, B))``.
+
+    The arguments are checked and every line encoded when this is called (before any
+    batch is yielded), so bad input raises here, not on the first ``next``.
+    """
+    _check_lines(lines)
+    _check_lines_vocab(vocab, "iter_eval_batches")
     B = positive_int("batch_size", batch_size)
     seqs = _encode_lines(lines, vocab)  # encode all first: fail before any batch
-    for i in range(0, len(seqs), B):
-        yield _pack_lines(seqs[i : i + B], vocab)
+    return (_pack_lines(seqs[i : i + B], vocab) for i in range(0, len(seqs), B))
 
 
 # ----------------------------------------------------------------------------- stream mode
@@ -506,6 +534,11 @@ def split_train_val(items: Sequence, *, val_fraction: float, seed: int = 0):
     ``round(n * val_fraction)`` items go to validation, clamped so that both parts get
     at least one item; both keep the original order. Needs ``len(items) >= 2``.
     """
+    if isinstance(items, (str, bytes)) or not (
+        hasattr(items, "__len__") and hasattr(items, "__getitem__")
+    ):
+        what = "a str (use split_text)" if isinstance(items, str) else type(items).__name__
+        raise TypeError(f"items must be a list (of lines), got {what}")
     f = real_in_range("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
     n = len(items)
     if n < 2:
@@ -521,6 +554,8 @@ def split_train_val(items: Sequence, *, val_fraction: float, seed: int = 0):
 
 def split_text(text: str, *, val_fraction: float) -> tuple[str, str]:
     """``(train, val)``: the last ``val_fraction`` of ``text`` is validation (each >= 2 chars)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
     f = real_in_range("val_fraction", val_fraction, low=0, high=1, low_open=True, high_open=True)
     n = len(text)
     if n < 4:
