@@ -180,3 +180,100 @@ def test_weights_load_into_torch(tmp_path, model):
         out, _ = rnn(emb(torch.from_numpy(x)))
         ref = head(out).numpy()
     np.testing.assert_allclose(lm.logits(x)[0], ref, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------- reliability
+
+
+def test_load_state_dict_names_the_full_key_and_is_all_or_nothing():
+    lm = CharLM(5, hidden=3, rng=0)
+    before = lm.state_dict()
+    sd = {k: v + 1 for k, v in before.items()}
+    sd["embedding.weight"] = np.zeros((5, 4))
+    sd["head.bias"] = np.zeros(7)
+    with pytest.raises(ValueError, match=r"embedding\.weight has shape \(5, 4\), expected \(5, 3\)"
+                       r".*head\.bias has shape \(7,\), expected \(5,\)"):  # fmt: skip
+        lm.load_state_dict(sd)
+    sd = {k: v + 1 for k, v in before.items()}
+    sd["head.bias"] = np.array([0, 0, 0, 0, np.nan])  # the last key checked
+    with pytest.raises(ValueError, match=r"head\.bias contains a non-finite value"):
+        lm.load_state_dict(sd)
+    with pytest.raises(TypeError, match=r"rnn\.weight_ih_l0 must hold real numbers"):
+        lm.load_state_dict({**sd, "rnn.weight_ih_l0": np.full((12, 3), "x")})
+    with pytest.raises(TypeError, match="mapping"):
+        lm.load_state_dict([1, 2])
+    for k, v in lm.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    params = lm.params()
+    lm.load_state_dict({k: v + 1 for k, v in before.items()})  # in place: same arrays
+    assert all(lm.params()[k] is params[k] for k in params)
+    np.testing.assert_array_equal(lm.params()["head.bias"], before["head.bias"] + 1)
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_param_shapes_match_the_built_model(model, layers):
+    lm = CharLM(7, model=model, hidden=5, layers=layers, embedding_dim=4, rng=0)
+    shapes = {k: v.shape for k, v in lm.params().items()}
+    assert CharLM.param_shapes(lm.config()) == shapes
+    assert list(CharLM.param_shapes(lm.config())) == list(shapes)  # same order
+    CharLM.check_weights(lm.config(), lm.state_dict())
+    again = CharLM.from_config(lm.config(), weights=lm.state_dict())
+    for k, v in again.state_dict().items():
+        np.testing.assert_array_equal(v, lm.params()[k])
+
+
+def test_a_config_asking_for_a_huge_model_is_refused_without_building_it():
+    import time
+
+    lm = CharLM(7, hidden=4, rng=0)
+    w = lm.state_dict()
+    t0 = time.perf_counter()
+    for key, value, needle in [
+        ("hidden", 10**9, r"rnn\.weight_hh_l0 has shape \(16, 4\), expected \(4000000000, "),
+        ("layers", 10**12, r"asks for 1000000000000 recurrent layers"),
+        ("layers", 2, r"missing rnn\.weight_ih_l1"),
+        ("vocab_size", 10**9, r"embedding\.weight has shape \(7, 4\)"),
+        ("embedding_dim", 10**9, r"embedding\.weight"),
+    ]:
+        cfg = {**lm.config(), key: value}
+        for call in (CharLM.check_weights, lambda c, w: CharLM.from_config(c, weights=w)):
+            with pytest.raises(ValueError, match=needle):
+                call(cfg, w)
+    assert time.perf_counter() - t0 < 2
+    with pytest.raises(ValueError, match=r"unexpected rnn\.extra"):
+        CharLM.check_weights(lm.config(), {**w, "rnn.extra": np.zeros(1)})
+    for key, value in (("hidden", True), ("layers", 1.0), ("model", "cnn"), ("dtype", "int8")):
+        with pytest.raises((TypeError, ValueError), match=key):
+            CharLM.check_weights({**lm.config(), key: value}, w)
+    with pytest.raises(ValueError, match="lacks dropout"):
+        CharLM.check_weights({k: v for k, v in lm.config().items() if k != "dropout"}, w)
+
+
+def test_a_tiny_temperature_samples_greedily_without_warnings():
+    import warnings
+
+    from nprnn.charlm import _draw
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 6)).astype(np.float32) * 3
+    logits[0, 2] = 50.0  # banned, and the row's largest logit
+    want = np.argmax(np.where(np.arange(6) == 2, -np.inf, logits), axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="raise"):
+            for t in (1e-300, 1e-320, 5e-324):
+                for top_k in (None, 1, 3):
+                    got = _draw(logits, t, top_k, [2], np.random.default_rng(1))
+                    np.testing.assert_array_equal(got, want)
+            # ties at the maximum: both tied ids come up, nothing else
+            tied = np.zeros((200, 3), np.float32)
+            tied[:, 2] = -1.0
+            got = _draw(tied, 1e-320, None, [], np.random.default_rng(2))
+            assert set(got.tolist()) == {0, 1}
+            # a huge temperature: uniform, no underflow trouble
+            got = _draw(tied, 1e308, None, [], np.random.default_rng(3))
+            assert set(got.tolist()) == {0, 1, 2}
+    lm = CharLM(len(_vocab()), hidden=3, rng=0)
+    greedy = lm.sample(_vocab(), n=3, temperature=1e-300, rng=0, max_len=6)
+    assert lm.sample(_vocab(), n=3, temperature=1e-320, rng=5, max_len=6) == greedy

@@ -465,3 +465,131 @@ def test_corrupted_foreign_and_unseen(tmp_path, corpus, capsys):
     (foreign / "config.json").write_text('{"format": "something-else"}')
     (foreign / "model.safetensors").write_bytes(b"")
     assert_usage_error(*run_cli(capsys, "sample", foreign)[::2])
+
+
+# ---------------------------------------------------------------------------- damaged runs
+
+
+def _resign(run: Path, mutate) -> None:
+    """Edit trainer.json and recompute its checksum (consistent, but wrong)."""
+    from nprnn.checkpoint import _dumps, _sha256
+
+    rec = json.loads((run / "trainer.json").read_text())
+    rec.pop("checksum")
+    mutate(rec)
+    rec["checksum"] = _sha256(_dumps(rec).encode("utf-8"))
+    (run / "trainer.json").write_text(_dumps(rec))
+
+
+def _weights_only(run: Path, dest: Path, *, config=None, scale_head=None) -> Path:
+    from nprnn.checkpoint import save_arrays
+
+    dest.mkdir()
+    cfg = json.loads((run / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps(config(cfg) if config else cfg))
+    w = load_arrays(run / "model.safetensors")
+    if scale_head is not None:
+        w["head.weight"] = w["head.weight"] * np.float32(scale_head)
+    save_arrays(dest / "model.safetensors", w)
+    return dest
+
+
+@pytest.fixture
+def finished(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data", corpus, "--out", out, "--steps", 4, *TINY)[0] == 0
+    return out
+
+
+def test_eval_of_a_hopeless_model_prints_strict_json(finished, tmp_path, corpus, capsys):
+    d = _weights_only(finished, tmp_path / "bad", scale_head=1e5)
+    code, out, err = run_cli(capsys, "eval", d, "--data", corpus)
+    assert code == 0, err
+
+    def no_constants(c):
+        raise AssertionError(f"not strict JSON: {c}")
+
+    res = json.loads(out, parse_constant=no_constants)
+    assert res["loss"] > 709.8 and res["perplexity"] is None and res["mode"] == "lines"
+    assert cli._perplexity(709.0) == pytest.approx(np.exp(709.0))
+    assert cli._perplexity(710.0) is None
+
+
+def test_eval_and_sample_of_a_weights_only_directory(finished, tmp_path, corpus, capsys):
+    def drop(c):
+        del c["train"], c["data"]
+        return c
+
+    d = _weights_only(finished, tmp_path / "w", config=drop)
+    code, out, err = run_cli(capsys, "eval", d, "--data", corpus)
+    assert code == 0, err
+    want = json.loads(
+        run_cli(capsys, "eval", finished, "--data", corpus, "--checkpoint", "last")[1]
+    )
+    assert json.loads(out) == want
+    assert run_cli(capsys, "sample", d, "--n", 2)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("hidden", 10**6), ("layers", 10**9), ("vocab_size", 10**9), ("embedding_dim", 10**8)],
+)
+def test_a_config_asking_for_a_huge_model_is_refused_at_once(
+    finished, tmp_path, capsys, key, value
+):
+    import time
+
+    def edit(c):
+        c["model"][key] = value
+        return c
+
+    d = _weights_only(finished, tmp_path / "w", config=edit)
+    t0 = time.perf_counter()
+    code, _, err = run_cli(capsys, "sample", d, "--n", 1)
+    assert_usage_error(code, err, "config", "damaged or foreign")
+    assert time.perf_counter() - t0 < 5
+
+
+def test_out_of_memory_is_one_line(monkeypatch, finished, capsys):
+    def boom(args):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "_cmd_sample", boom)
+    assert_usage_error(*run_cli(capsys, "sample", finished)[::2], "out of memory")
+
+
+def test_a_tiny_temperature_samples_greedily(finished, capsys):
+    with np.errstate(all="raise"):
+        code, out, err = run_cli(capsys, "sample", finished, "--temperature", "1e-320")
+    assert code == 0 and err == ""
+    again = run_cli(capsys, "sample", finished, "--temperature", "1e-300", "--seed", "3")[1]
+    assert out == again and len(set(out.splitlines())) == 1  # greedy: every line the same
+
+
+@pytest.mark.parametrize(
+    "name, mutate, needle",
+    [
+        ("no data", lambda r: r["config"].pop("data"), "'data'"),
+        ("no train", lambda r: r["config"].pop("train"), "'train'"),
+        ("bad sha", lambda r: r["config"]["data"].update(train_sha256=7), "train_sha256"),
+        ("bad lr", lambda r: r["config"]["train"].update(lr="x"), "--lr"),
+        ("bad steps", lambda r: r["config"]["train"].update(steps=2.5), "--steps"),
+        ("bad mode", lambda r: r["config"]["train"].update(mode="stream"), "mode"),
+        ("rng", lambda r: r["state"]["model_rng"].update(uinteger=-1), "model_rng"),
+        ("rng kind", lambda r: r["state"]["model_rng"].update(bit_generator="SFC64"), "model_rng"),
+        ("record", lambda r: r["state"]["record"].update(bad_evals="x"), "bad_evals"),
+        ("record keys", lambda r: r["state"]["record"].pop("best_val"), "record"),
+        ("best step", lambda r: r["state"]["record"].update(best_step=99), "best_step"),
+        ("step", lambda r: r["state"].update(step="4"), "step"),
+        ("no state", lambda r: r["state"].pop("batcher"), "batcher"),
+        ("optimizer", lambda r: r["state"]["optimizer"].update(optimizer="sgd"), "optimizer"),
+        ("batcher", lambda r: r["state"]["batcher"].update(position=-1), "position"),
+    ],
+)
+def test_resume_refuses_a_consistent_but_damaged_record(finished, capsys, name, mutate, needle):
+    _resign(finished, mutate)
+    before = snapshot(finished)
+    code, _, err = run_cli(capsys, "train", "--out", finished, "--resume", "--steps", 8)
+    assert_usage_error(code, err, needle, "damaged or foreign")
+    assert "check the command's options" not in err and "--force" in err
+    assert snapshot(finished) == before

@@ -1,14 +1,13 @@
-"""The error-message catalogue, and the reliability bugs pinned as strict xfails.
+"""The error-message catalogue, and regression tests of the reliability bugs found.
 
 **Catalogue.** One row per distinct error path that the module owners' tests do not
 already pin (checked with grep over tests/): the call, the exception type and a regex
 over the whole message. Every message is one line, names the argument (or file/option)
 and says what was expected; where the package promises it, also what to do.
 
-**Bugs.** Each ``test_bug_*`` states the behaviour the contract asks for and is marked
-``xfail(strict=True)`` while the bug stands: when the owner fixes it the test XPASSes,
-the suite fails, and the marker must go. Ids match the exclusions in
-``test_reliability_fuzz.py`` and the list in the reliability report.
+**Bugs.** Each ``test_bug_*`` states the behaviour the contract asks for, for one bug
+the reliability review found (all fixed since; a new one is pinned with ``xbug`` —
+a strict xfail — until its fix lands). Ids match the reliability report.
 """
 
 from __future__ import annotations
@@ -418,8 +417,6 @@ def resigned(run: Path, mutate) -> None:
     (run / "trainer.json").write_text(_dumps(rec))
 
 
-@xbug("F2", "functional.*_backward take any object as cache: AttributeError on None, "
-      "matmul/broadcast errors on another cell's cache")  # fmt: skip
 def test_bug_F2_backward_checks_its_cache():
     _, _, gru_cache = F.gru_forward(X, None, L_IH[:15], L_HH[:15])
     for back, cache in [
@@ -434,17 +431,12 @@ def test_bug_F2_backward_checks_its_cache():
             back(None, None, cache)
 
 
-@xbug("F3", "functional.lstm_backward unpacks dstate blindly: 'cannot unpack non-iterable "
-      "int object', 'too many values to unpack'")  # fmt: skip
 def test_bug_F3_lstm_backward_dstate_must_be_a_pair():
     for dstate in (3, (None, None, None), np.zeros((3, 2, 5))):
         with pytest.raises(TypeError, match=r"dstate must be a pair \(dh_n, dc_n\) or None"):
             F.lstm_backward(None, dstate, LSTM_CACHE)
 
 
-@xbug("F4", "sigmoid/softmax/log_softmax do not validate x: None -> nan, complex -> "
-      "ComplexWarning/complex result, str/bool -> NumPy errors, inf -> RuntimeWarning, "
-      "empty -> 'zero-size array to reduction operation'")  # fmt: skip
 def test_bug_F4_activations_validate_x():
     funcs = (F.sigmoid, F.softmax, F.log_softmax, classic.sigmoid, classic.softmax)
     for f in funcs:
@@ -462,9 +454,6 @@ def test_bug_F4_activations_validate_x():
                 assert r.shape == x.shape and np.isfinite(r[np.isfinite(x)]).all()
 
 
-@xbug("F5", "under np.seterr(all='raise') sigmoid/softmax/log_softmax raise FloatingPointError "
-      "'underflow encountered in exp' for float32 x < -87 (softmax_cross_entropy guards it); "
-      "float32 logits near ±3e38 overflow in x - max with a RuntimeWarning")  # fmt: skip
 def test_bug_F5_activations_do_not_raise_on_underflow():
     x = np.array([[-1e4, -100.0, 0.0, 100.0, 1e4]], np.float32)
     with warnings.catch_warnings():
@@ -476,8 +465,6 @@ def test_bug_F5_activations_do_not_raise_on_underflow():
     assert s[0, 0] == 0 and s[0, -1] == 1 and sm[0, -1] == 1 and ls[0, -1] == 0
 
 
-@xbug("LS1", "softmax_cross_entropy: float32 logits near ±3e38 overflow in z - max "
-      "(RuntimeWarning) and the loss, 'accumulated in float64', comes out inf")  # fmt: skip
 def test_bug_LS1_loss_at_the_float32_extremes():
     z = np.array([[3e38, -3e38, 0.0]], np.float32)
     with strict():
@@ -489,8 +476,6 @@ def test_bug_LS1_loss_at_the_float32_extremes():
 RAGGED = [[1.0], [1.0, 2.0]]
 
 
-@xbug("V1", "a ragged nested list gives NumPy's 'setting an array element with a sequence. "
-      "The requested array has an inhomogeneous shape ...', naming no argument")  # fmt: skip
 def test_bug_V1_ragged_input_names_the_argument():
     layer = lstm32()
     sd = {**layer.state_dict(), "weight_ih_l0": RAGGED}
@@ -506,17 +491,12 @@ def test_bug_V1_ragged_input_names_the_argument():
             fn()
 
 
-@xbug("V2", "validation.mask_array casts float lengths to int64 before the range check: "
-      "lengths=[1e300, 1] gives RuntimeWarning 'invalid value encountered in cast' and "
-      "'got -9223372036854775808'")  # fmt: skip
 def test_bug_V2_huge_float_lengths():
     with strict(), pytest.raises(ValueError, match=r"^lengths must lie in \[0, T=3\]") as e:
         F.rnn_forward(X, None, W_IH, W_HH, lengths=[1e300, 1.0])
     assert "-9223372036854775808" not in str(e.value)
 
 
-@xbug("V3", "uint64 ids >= 2**63 wrap when cast to int64: the message says 'got -1' "
-      "(validation.index_array, Vocab.decode)")  # fmt: skip
 def test_bug_V3_uint64_ids_are_reported_as_they_are():
     big = np.array([2**64 - 1], np.uint64)
     with pytest.raises(ValueError, match="18446744073709551615"):
@@ -525,11 +505,6 @@ def test_bug_V3_uint64_ids_are_reported_as_they_are():
         VOCAB.decode(big)
 
 
-@xbug(
-    "V4",
-    "validation.as_rng(-1) lets NumPy's 'expected non-negative integer' through, "
-    "naming no argument (every rng= of layers, Linear, Embedding, CharLM, LinesBatcher)",
-)
 def test_bug_V4_negative_seed_names_rng():
     for make in (lambda: nprnn.LSTM(2, 3, rng=-1), lambda: nprnn.Linear(2, 3, rng=-5),
                  lambda: CharLM(5, rng=-1)):  # fmt: skip
@@ -537,8 +512,6 @@ def test_bug_V4_negative_seed_names_rng():
             make()
 
 
-@xbug("O1", "Optimizer.step does not check that grads are finite: NaN grads silently make "
-      "NaN parameters; inf grads also warn 'invalid value encountered in divide'")  # fmt: skip
 def test_bug_O1_step_refuses_non_finite_grads():
     for name in optim.OPTIMIZERS:
         for bad in (np.nan, np.inf):
@@ -550,9 +523,6 @@ def test_bug_O1_step_refuses_non_finite_grads():
             np.testing.assert_array_equal(params["w"], np.ones((2, 3)))  # untouched
 
 
-@xbug("O2", "optim.clip_grad_norm does not validate grads: list/None -> AttributeError, int "
-      "arrays -> UFuncTypeError, lists -> 'can't multiply sequence', complex -> ComplexWarning, "
-      "read-only -> 'output array is read-only'")  # fmt: skip
 def test_bug_O2_clip_grad_norm_validates_grads():
     for grads in (
         [np.ones(2)],
@@ -566,22 +536,16 @@ def test_bug_O2_clip_grad_norm_validates_grads():
             optim.clip_grad_norm(grads, 1.0)
 
 
-@xbug("O3", "Optimizer.load_state_dict(non-dict) raises AttributeError "
-      "\"'list' object has no attribute 'items'\"")  # fmt: skip
 def test_bug_O3_load_state_dict_needs_a_dict():
     with pytest.raises(TypeError, match="state"):
         optim.Adam(params64()).load_state_dict([])
 
 
-@xbug("T1", "LinesBatcher(lines, vocab=None) raises AttributeError "
-      "\"'NoneType' object has no attribute 'bos_id'\"")  # fmt: skip
 def test_bug_T1_lines_batcher_checks_vocab():
     with pytest.raises(TypeError, match=r"\bvocab\b"):
         LinesBatcher(["a"], None, batch_size=1)
 
 
-@xbug("T2", "None where a sequence is expected gives Python's \"'NoneType' object is not "
-      "iterable\" / \"has no len()\", naming no argument")  # fmt: skip
 def test_bug_T2_none_sequences_are_named():
     from nprnn.text import iter_eval_batches
 
@@ -596,9 +560,6 @@ def test_bug_T2_none_sequences_are_named():
             fn()
 
 
-@xbug("G1", "gradcheck does not validate params/grads/rng: complex -> ComplexWarning and the "
-      "imaginary part dropped, str -> 'could not convert string to float', a list -> "
-      "'unhashable type', rng='x' -> NumPy SeedSequence error")  # fmt: skip
 def test_bug_G1_gradcheck_validates_its_inputs():
     def f(p):
         return 0.0
@@ -614,8 +575,6 @@ def test_bug_G1_gradcheck_validates_its_inputs():
             fn()
 
 
-@xbug("C1", "classic.compute_loss on an empty y_pred (m = 0 or Tx = 0) warns 'invalid value "
-      "encountered in scalar divide' and returns nan")  # fmt: skip
 def test_bug_C1_compute_loss_on_empty_predictions():
     for shape in ((2, 0, 3), (2, 3, 0)):
         try:
@@ -627,9 +586,6 @@ def test_bug_C1_compute_loss_on_empty_predictions():
             assert loss == 0.0
 
 
-@xbug("C2", "classic.pad_sequences does not validate padding_value or the sequences' dtype: "
-      "None pads NaN silently, 'x' -> \"data type 'x' not understood\", -1/300 with uint8 -> "
-      "OverflowError, str sequences -> DTypePromotionError")  # fmt: skip
 def test_bug_C2_pad_sequences_padding_value():
     seqs = [np.ones((2, 3), np.uint8)]
     for pv in (None, "x", -1, 300):
@@ -664,9 +620,6 @@ def _classic_lstm(n_y=2):
     return x, np.zeros((n_a, m)), P
 
 
-@xbug("C3", "classic.rnn_backward/lstm_backward with y_pred/y_true of another n_y than the "
-      "parameters: NumPy 'matmul: Input operand 1 has a mismatch in its core dimension' or "
-      "'operands could not be broadcast together'")  # fmt: skip
 def test_bug_C3_backward_checks_n_y():
     y3 = np.full((3, 2, 5), 1 / 3)
     x, a0, P = _classic_rnn()
@@ -681,9 +634,6 @@ def test_bug_C3_backward_checks_n_y():
             classic.lstm_backward(y3, y3, c)
 
 
-@xbug("C4", "per-step caches are not validated: rnn_backward with an xt of None -> IndexError; "
-      "lstmCell_backward with gates None -> \"'NoneType' object is not iterable\", xt None -> "
-      "'not enough values to unpack', c_next of the wrong shape -> a (0, 7, 5) dxt")  # fmt: skip
 def test_bug_C4_cell_caches_are_validated():
     x, a0, P = _classic_rnn()
     _, y, caches = classic.rnn_forward(x, a0, P)
@@ -699,11 +649,6 @@ def test_bug_C4_cell_caches_are_validated():
             classic.lstmCell_backward(da, da, cache)
 
 
-@xbug(
-    "L1",
-    "CharLM.sample / nprnn sample --temperature 1e-320: logits/T overflow to inf, "
-    "inf - inf = nan (RuntimeWarnings), and every sample comes out empty instead of greedy",
-)
 def test_bug_L1_tiny_temperature_is_greedy():
     lm = CharLM(len(VOCAB), hidden=3, rng=0)
     greedy = lm.sample(VOCAB, n=3, temperature=1e-300, rng=0, max_len=6)
@@ -712,11 +657,6 @@ def test_bug_L1_tiny_temperature_is_greedy():
     assert tiny == greedy
 
 
-@xbug(
-    "CLI1",
-    "nprnn eval on a model whose loss exceeds 709.78 nats: math.exp(loss) raises "
-    "OverflowError (traceback, exit 1); _report of nprnn train calls math.exp(best) too",
-)
 def test_bug_CLI1_eval_of_a_very_bad_model(trained, tmp_path):
     run, corpus = trained
     d = weights_only_copy(run, tmp_path / "bad", scale_head=1e5)
@@ -730,11 +670,6 @@ def test_bug_CLI1_eval_of_a_very_bad_model(trained, tmp_path):
     assert res["loss"] > 709.8
 
 
-@xbug(
-    "CLI2",
-    "a config.json that asks for a huge model is built before the weights are "
-    "checked: hidden=10**6 -> MemoryError traceback, layers=10**9 -> runs for ever",
-)
 def test_bug_CLI2_huge_config_is_refused_fast(trained, tmp_path):
     run, _ = trained
     for key, value in (("hidden", 10**6), ("layers", 10**9)):
@@ -749,8 +684,6 @@ def test_bug_CLI2_huge_config_is_refused_fast(trained, tmp_path):
         assert_one_line_error(code, err, "config")
 
 
-@xbug("CLI3", "nprnn eval DIR with a config.json lacking 'train' (a weights-only run "
-      "directory) raises KeyError: 'train' (traceback)")  # fmt: skip
 def test_bug_CLI3_eval_without_train_section(trained, tmp_path):
     run, corpus = trained
 
@@ -766,12 +699,6 @@ def test_bug_CLI3_eval_without_train_section(trained, tmp_path):
         assert_one_line_error(code, err)
 
 
-@xbug(
-    "CLI4",
-    "--resume trusts a consistent trainer.json: a config without 'data' -> "
-    "KeyError, a model_rng with uinteger=-1 -> OverflowError (tracebacks); a record with "
-    "bad_evals='x' -> \"'>=' not supported ...\" + 'check the command's options'",
-)
 def test_bug_CLI4_resume_validates_the_record(trained, tmp_path):
     import shutil
 
@@ -791,9 +718,6 @@ def test_bug_CLI4_resume_validates_the_record(trained, tmp_path):
         assert "check the command's options" not in err, err
 
 
-@xbug("CK1", "checkpoint._read_record: an entry whose 'file' is not a string -> TypeError "
-      "'expected string or bytes-like object'; a record without 'best' passes, then "
-      "load_best/load_model(best=True) raise KeyError: 'best'")  # fmt: skip
 def test_bug_CK1_record_entries_are_type_checked(tmp_path):
     from nprnn.checkpoint import load_checkpoint, load_model
 
@@ -814,9 +738,6 @@ def test_bug_CK1_record_entries_are_type_checked(tmp_path):
     assert load_model(run, best=True)[1]["w"].tolist() == [1.0, 1.0]
 
 
-@xbug("L2", "CharLM.load_state_dict errors name the sub-module's key without its prefix: "
-      "'load_state_dict: weight has shape (5, 4), expected (5, 3)' (embedding.weight or "
-      "head.weight?)")  # fmt: skip
 def test_bug_L2_charlm_errors_use_the_full_name():
     lm = CharLM(5, hidden=3, rng=0)
     sd = lm.state_dict()
@@ -825,8 +746,6 @@ def test_bug_L2_charlm_errors_use_the_full_name():
         lm.load_state_dict(sd)
 
 
-@xbug("L3", "CharLM.load_state_dict is not atomic: with a bad head.bias it has already "
-      "replaced the embedding and recurrent weights when it raises")  # fmt: skip
 def test_bug_L3_charlm_load_state_dict_is_all_or_nothing():
     lm = CharLM(5, hidden=3, rng=0)
     before = lm.state_dict()

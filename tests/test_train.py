@@ -153,3 +153,93 @@ def test_plot_losses(tmp_path):
     assert plot_losses(log, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not plot_losses([], tmp_path / "none.png")
+
+
+# ---------------------------------------------------------------------------- damaged state
+
+
+def _damage(state, arrays, what):
+    import copy
+
+    state, arrays = copy.deepcopy(state), dict(arrays)
+    if what == "record type":
+        state["record"]["bad_evals"] = "x"
+    elif what == "record nan":
+        state["record"]["best_val"] = float("nan")
+    elif what == "record keys":
+        state["record"]["extra"] = 1
+    elif what == "rng":
+        state["model_rng"]["uinteger"] = -1
+    elif what == "rng kind":
+        state["model_rng"] = {"bit_generator": "Philox"}
+    elif what == "step":
+        state["step"] = True
+    elif what == "stream shape":
+        arrays["stream_state.0"] = np.zeros((1, 2, 6), np.float32)
+    elif what == "stream nan":
+        arrays["stream_state.1"] = np.full_like(arrays["stream_state.1"], np.nan)
+    elif what == "stream missing":
+        del arrays["stream_state.1"]
+    elif what == "unknown array":
+        arrays["junk"] = np.zeros(1, np.float32)
+    elif what == "optimizer":
+        state["optimizer"]["step"] = -1
+    elif what == "batcher":
+        state["batcher"]["position"] = 10**9
+    return state, arrays
+
+
+@pytest.mark.parametrize(
+    "what",
+    ["record type", "record nan", "record keys", "rng", "rng kind", "step", "stream shape",
+     "stream nan", "stream missing", "unknown array", "optimizer", "batcher"],
+)  # fmt: skip
+def test_load_state_refuses_a_damaged_state_and_changes_nothing(tmp_path, what):
+    from nprnn.checkpoint import CheckpointError
+
+    a = make(tmp_path, name="a", mode="stream", steps=5)
+    a.run()
+    _, _, arrays, state = load_checkpoint(a.run_dir)
+    b = make(tmp_path, name="b", mode="stream")
+    b.run()  # a state of its own, other than a's
+    before = (b.step, b.record.copy(), b.model.rng.bit_generator.state, b.batcher.state_dict())
+    opt = b.optimizer.state_arrays()
+    stream = b.stream_state
+    bad_state, bad_arrays = _damage(state, arrays, what)
+    with pytest.raises(CheckpointError, match=r"damaged or foreign .* — ") as info:
+        b.load_state(bad_arrays, bad_state)
+    assert "\n" not in str(info.value)
+    assert (b.step, b.record, b.model.rng.bit_generator.state, b.batcher.state_dict()) == before
+    assert all(np.array_equal(v, b.optimizer.state_arrays()[k]) for k, v in opt.items())
+    assert b.stream_state is stream
+    b.load_state(arrays, state)  # the undamaged state still loads
+    assert b.step == 5
+
+
+def test_load_state_of_a_lines_run_with_a_bad_batcher_changes_nothing(tmp_path):
+    from nprnn.checkpoint import CheckpointError
+
+    a = make(tmp_path, name="a", steps=5)
+    a.run()
+    _, _, arrays, state = load_checkpoint(a.run_dir)
+    b = make(tmp_path, name="b")
+    b.run()
+    before = (b.batcher.state_dict(), b.optimizer.state_scalars())
+    state["batcher"]["position"] = 10**6  # checked after the batcher took the RNG state
+    with pytest.raises(CheckpointError, match="position"):
+        b.load_state(arrays, state)
+    assert (b.batcher.state_dict(), b.optimizer.state_scalars()) == before
+
+
+def test_plot_losses_skips_damaged_log_entries(tmp_path):
+    pytest.importorskip("matplotlib")
+    log = [
+        {"val_loss": 2.0},
+        {"step": "x", "val_loss": 2.0},
+        {"step": 2, "val_loss": "x"},
+        {"step": True, "train_loss": 1.0},
+        {"step": 3, "val_loss": float("nan")},
+        [1],
+    ]
+    assert not plot_losses(log, tmp_path / "none.png")
+    assert plot_losses([*log, {"step": 4, "val_loss": 2.5}], tmp_path / "loss.png")

@@ -20,6 +20,8 @@ the returned state is a fresh copy, detached from the graph.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from .dense import Embedding, Linear
@@ -28,6 +30,7 @@ from .losses import softmax_cross_entropy
 from .validation import (
     as_float_dtype,
     as_rng,
+    check_finite,
     index_array,
     one_of,
     positive_int,
@@ -94,23 +97,90 @@ class CharLM:
             "dtype": self.dtype.name,
         }
 
-    @classmethod
-    def from_config(cls, cfg: dict, *, rng=None) -> CharLM:
-        """Build a model from ``config()``'s dict (weights freshly initialised)."""
+    @staticmethod
+    def _checked_config(cfg) -> dict:
+        """``cfg``'s architecture, every value checked as the constructor checks it."""
+        if not isinstance(cfg, Mapping):
+            raise TypeError(f"model config must be a dict, got {type(cfg).__name__}")
         keys = ("vocab_size", "model", "hidden", "layers", "dropout", "embedding_dim", "dtype")
         missing = [k for k in keys if k not in cfg]
         if missing:
             raise ValueError(f"model config lacks {', '.join(missing)}")
-        return cls(
-            cfg["vocab_size"],
-            model=cfg["model"],
-            hidden=cfg["hidden"],
-            layers=cfg["layers"],
-            dropout=cfg["dropout"],
-            embedding_dim=cfg["embedding_dim"],
-            dtype=cfg["dtype"],
+        hidden = positive_int("hidden", cfg["hidden"])
+        emb = cfg["embedding_dim"]
+        return {
+            "vocab_size": positive_int("vocab_size", cfg["vocab_size"], minimum=2),
+            "model": one_of("model", cfg["model"], tuple(MODELS)),
+            "hidden": hidden,
+            "layers": positive_int("layers", cfg["layers"]),
+            "dropout": real_in_range("dropout", cfg["dropout"], low=0.0, high=1.0, high_open=True),
+            "embedding_dim": hidden if emb is None else positive_int("embedding_dim", emb),
+            "dtype": as_float_dtype(cfg["dtype"]),
+        }
+
+    @classmethod
+    def param_shapes(cls, cfg) -> dict:
+        """``{name: shape}`` of the parameters of the model ``cfg`` describes, in
+        ``params()``' order, without building it."""
+        c = cls._checked_config(cfg)
+        return _param_shapes(c, c["layers"])
+
+    @classmethod
+    def check_weights(cls, cfg, weights) -> None:
+        """Raise ``ValueError`` unless ``weights`` ({name: array}) has exactly the names
+        and shapes of the model ``cfg`` describes.
+
+        Nothing is built or allocated: a config that asks for an enormous model is
+        refused by comparing it with the weights, at a cost bounded by their number.
+        """
+        c = cls._checked_config(cfg)
+        if not isinstance(weights, Mapping):
+            raise TypeError(f"weights must be a dict name -> array, got {type(weights).__name__}")
+        n_rnn = sum(1 for k in weights if isinstance(k, str) and k.startswith("rnn."))
+        if 4 * c["layers"] > n_rnn + 4:  # too many layers to list: say so without listing
+            raise ValueError(
+                f"the weights do not fit this model: the config asks for {c['layers']} "
+                f"recurrent layers but the weights hold {n_rnn} recurrent arrays "
+                "(4 per layer)"
+            )
+        shapes = _param_shapes(c, c["layers"])
+        missing = [k for k in shapes if k not in weights]
+        extra = sorted(str(k) for k in weights if k not in shapes)
+        problems = (["missing " + ", ".join(missing)] if missing else []) + (
+            ["unexpected " + ", ".join(extra)] if extra else []
+        )
+        for name, want in shapes.items():
+            if name in weights:
+                got = tuple(np.shape(weights[name]))
+                if got != want:
+                    problems.append(f"{name} has shape {_fmt(got)}, expected {_fmt(want)}")
+        if problems:
+            raise ValueError("the weights do not fit this model: " + "; ".join(problems))
+
+    @classmethod
+    def from_config(cls, cfg: dict, *, rng=None, weights=None) -> CharLM:
+        """Build a model from ``config()``'s dict (weights freshly initialised).
+
+        ``weights``: ``{name: array}`` to load; they are compared with ``cfg`` first
+        (:meth:`check_weights`), so a config that does not fit them is refused before
+        anything is allocated.
+        """
+        c = cls._checked_config(cfg)
+        if weights is not None:
+            cls.check_weights(c, weights)
+        model = cls(
+            c["vocab_size"],
+            model=c["model"],
+            hidden=c["hidden"],
+            layers=c["layers"],
+            dropout=c["dropout"],
+            embedding_dim=c["embedding_dim"],
+            dtype=c["dtype"],
             rng=rng,
         )
+        if weights is not None:
+            model.load_state_dict(weights)
+        return model
 
     def train(self) -> CharLM:
         """Switch dropout on."""
@@ -148,20 +218,42 @@ class CharLM:
         return {k: np.array(v, copy=True) for k, v in self.params().items()}
 
     def load_state_dict(self, d) -> None:
-        """Load ``{name: array-like}`` in place; names and shapes must match (says which not)."""
+        """Load ``{name: array-like}`` in place; all or nothing.
+
+        Names and shapes must match ``params()`` exactly and the values must be finite
+        real numbers (converted to the model's dtype); one ``ValueError`` names every
+        missing, unexpected and mis-shaped parameter by its full name. Everything is
+        checked before anything is copied, so a refused load changes nothing.
+        """
+        if not isinstance(d, Mapping):
+            raise TypeError(f"load_state_dict needs a mapping of name -> array, got {d!r}")
         own = self.params()
-        missing, extra = sorted(set(own) - set(d)), sorted(set(d) - set(own))
-        if missing or extra:
-            parts = (["missing " + ", ".join(missing)] if missing else []) + (
-                ["unexpected " + ", ".join(extra)] if extra else []
-            )
-            raise ValueError("the weights do not fit this model: " + "; ".join(parts))
-        for prefix, module in (
-            ("embedding.", self.embedding),
-            ("rnn.", self.rnn),
-            ("head.", self.head),
-        ):
-            module.load_state_dict({n: d[prefix + n] for n in module.params})
+        missing = [k for k in own if k not in d]
+        extra = sorted(str(k) for k in d if k not in own)
+        problems = (["missing " + ", ".join(missing)] if missing else []) + (
+            ["unexpected " + ", ".join(extra)] if extra else []
+        )
+        new = {}
+        for name, p in own.items():
+            if name not in d:
+                continue
+            value = d[name]
+            if hasattr(value, "detach"):  # a torch tensor that may require grad
+                value = value.detach().cpu().numpy()
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"load_state_dict: {name} must hold real numbers, got {arr.dtype}")
+            if arr.shape != p.shape:
+                problems.append(f"{name} has shape {_fmt(arr.shape)}, expected {_fmt(p.shape)}")
+                continue
+            with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused below
+                new[name] = arr.astype(self.dtype)
+        if problems:
+            raise ValueError("the weights do not fit this model: " + "; ".join(problems))
+        for name, arr in new.items():
+            check_finite(f"load_state_dict: {name}", arr)
+        for name, arr in new.items():
+            own[name][...] = arr  # in place: optimizers keep their references
 
     # ------------------------------------------------------------------ forward / backward
 
@@ -286,14 +378,42 @@ class CharLM:
         return texts if mode == "lines" else texts[0]
 
 
+def _fmt(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def _param_shapes(c: dict, layers: int) -> dict:
+    """Parameter shapes of a checked config ``c`` (see ``CharLM._checked_config``)."""
+    V, E, H = c["vocab_size"], c["embedding_dim"], c["hidden"]
+    GH = MODELS[c["model"]]._gates * H
+    shapes = {"embedding.weight": (V, E)}
+    for k in range(layers):
+        shapes[f"rnn.weight_ih_l{k}"] = (GH, E if k == 0 else H)
+        shapes[f"rnn.weight_hh_l{k}"] = (GH, H)
+        shapes[f"rnn.bias_ih_l{k}"] = (GH,)
+        shapes[f"rnn.bias_hh_l{k}"] = (GH,)
+    shapes["head.weight"] = (V, H)
+    shapes["head.bias"] = (V,)
+    return shapes
+
+
 def _draw(logits: np.ndarray, temperature: float, top_k, banned, rng) -> np.ndarray:
-    """One id per row from softmax(logits / T), restricted to the top k, never ``banned``."""
-    z = logits.astype(np.float64) / temperature  # (B, V)
+    """One id per row from softmax(logits / T), restricted to the top k, never ``banned``.
+
+    A temperature so small that logits / T overflows is the limit T -> 0: the most
+    likely id (ties drawn uniformly), computed as (z - max z) / T, which is 0 at the
+    maximum and -inf (or very negative) elsewhere.
+    """
+    z = logits.astype(np.float64)  # (B, V)
     z[:, banned] = -np.inf
-    if top_k is not None and top_k < z.shape[1]:
-        kth = np.partition(z, -top_k, axis=1)[:, -top_k][:, None]
-        z = np.where(z >= kth, z, -np.inf)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        zt = z / temperature
+        if not np.isfinite(zt.max(axis=1)).all():  # overflow: T is tiny
+            zt = (z - z.max(axis=1, keepdims=True)) / temperature
+        if top_k is not None and top_k < zt.shape[1]:
+            kth = np.partition(zt, -top_k, axis=1)[:, -top_k][:, None]
+            zt = np.where(zt >= kth, zt, -np.inf)
+        p = np.exp(zt - zt.max(axis=1, keepdims=True))
     cdf = np.cumsum(p, axis=1)
-    u = (1.0 - rng.random(z.shape[0]))[:, None] * cdf[:, -1:]  # in (0, total]
-    return np.minimum((cdf < u).sum(axis=1), z.shape[1] - 1)  # first j with cdf_j >= u
+    u = (1.0 - rng.random(zt.shape[0]))[:, None] * cdf[:, -1:]  # in (0, total]
+    return np.minimum((cdf < u).sum(axis=1), zt.shape[1] - 1)  # first j with cdf_j >= u

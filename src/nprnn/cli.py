@@ -218,7 +218,8 @@ def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
         help="score a text with a trained run",
         **kw,
         description="Print one JSON object: loss (mean cross-entropy, nats per "
-        "predicted character), bits_per_char, perplexity.",
+        "predicted character), bits_per_char, perplexity (null when it overflows a "
+        "float: a loss above ~709.78 nats), mode.",
     )
     a = e.add_argument
     a("dir", metavar="DIR", help="run directory written by nprnn train")
@@ -268,10 +269,20 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # outside the training loop (which handles its own)
         print("nprnn: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError as e:  # a model or batch too large for this machine
+        detail = f" ({' '.join(str(e).split())})" if str(e) else ""
+        print(
+            f"nprnn: error: out of memory{detail} — use a smaller model or batch "
+            "(--hidden, --layers, --batch-size, --seq-len, --n)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     except (CLIError, DataError, CheckpointError, ValueError, TypeError, OSError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
         if isinstance(e, OSError) and e.filename:
             msg = f"{e.strerror or e} ({e.filename}) — check the path and its permissions"
+        elif "—" not in msg and isinstance(e, CheckpointError):
+            msg += " — the run directory is damaged or foreign; restore it or retrain"
         elif "—" not in msg:
             msg += " — check the command's options (nprnn --help)"
         print(f"nprnn: error: {msg}", file=sys.stderr)
@@ -391,7 +402,13 @@ def _cmd_train(args, given: set) -> int:
     trainer = Trainer(model, vocab, train_data, val_data, opts, run, config)
     run.check_writable()
     if prev is not None:
-        trainer.load_state(prev["trainer_arrays"], prev["trainer_state"])
+        try:
+            trainer.load_state(prev["trainer_arrays"], prev["trainer_state"])
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(
+                f"cannot resume the run in {out}: {str(e).split(' — ')[0]} — restore the "
+                "run directory, or start the run again with --force"
+            ) from None
         run.trim_log(trainer.step)  # evaluations logged after this checkpoint happen again
     else:
         if args.force:
@@ -444,12 +461,8 @@ def _clear(run: RunDir) -> None:
 
 def _merge_resumed(args, given: set, cfg: dict) -> None:
     """Fill the options not given from the run's config; refuse given ones that differ."""
-    have = {**cfg["train"], **cfg["model"]}
+    have = {**cfg["train"], **cfg["model"]}  # checked by _read_run (_check_resume_config)
     for key in FIXED:
-        if key not in have:
-            raise CheckpointError(
-                f"the run's config.json lacks {key!r} — it is damaged; start a new run with --force"
-            )
         if key in given and getattr(args, key) != have[key]:
             flag = "--" + key.replace("_", "-")
             raise CLIError(
@@ -477,9 +490,11 @@ def _report(result, run, model, vocab, args) -> int:
         _load_weights(model, run, "best")
     else:
         best, step = result.val_loss, result.step
+    ppl = _perplexity(best)
     print(
         f"validation loss {best:.4f} nats/char ({best / math.log(2):.3f} bits/char, "
-        f"perplexity {math.exp(best):.2f}) at step {step}; run saved in {run.path}"
+        f"perplexity {'inf' if ppl is None else f'{ppl:.2f}'}) at step {step}; "
+        f"run saved in {run.path}"
     )
     if args.samples:
         mode = "lines" if vocab.lines_mode else "stream"
@@ -515,16 +530,29 @@ def _read_run(run: RunDir, which: str) -> dict:
             "pass a directory written by nprnn train"
         )
     try:
+        if "vocab" not in cfg or "model" not in cfg:
+            raise ValueError("config.json lacks 'vocab' or 'model'")
         vocab = Vocab.from_dict(cfg["vocab"])
-        model = CharLM.from_config(cfg["model"])
-        if model.vocab_size != len(vocab):
-            raise ValueError(f"vocab_size {model.vocab_size} != {len(vocab)} characters")
-        model.load_state_dict(weights)
-    except (KeyError, ValueError, TypeError) as e:
+        # the config is compared with the weights before the model is built: a config
+        # asking for an enormous model costs nothing (the weights are already in memory)
+        CharLM.check_weights(cfg["model"], weights)
+        if cfg["model"]["vocab_size"] != len(vocab):
+            raise ValueError(f"vocab_size {cfg['model']['vocab_size']} != {len(vocab)} characters")
+        model = CharLM.from_config(cfg["model"], weights=weights)
+    except (ValueError, TypeError) as e:
+        detail = " ".join(str(e).split(" — ")[0].split())
         raise CheckpointError(
-            f"the checkpoint in {run.path} does not fit its config ({e}) — "
+            f"the checkpoint in {run.path} does not fit its config ({detail}) — "
             "it is damaged or foreign; retrain with --force"
         ) from None
+    if which == "resume":
+        try:
+            _check_resume_config(cfg, vocab)
+        except ValueError as e:
+            raise CheckpointError(
+                f"the run config in {run.trainer_json_path} is damaged or foreign ({e}) — "
+                "restore the run directory, or start the run again with --force"
+            ) from None
     return {
         "config": cfg,
         "vocab": vocab,
@@ -532,6 +560,76 @@ def _read_run(run: RunDir, which: str) -> dict:
         "trainer_arrays": tarrays,
         "trainer_state": tstate,
     }
+
+
+_HEX64 = frozenset("0123456789abcdef")
+
+
+def _train_actions() -> dict:
+    """``{dest: argparse action}`` of ``nprnn train``'s options."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {a.dest: a for a in sub.choices["train"]._actions}
+
+
+def _option_ok(action, value) -> bool:
+    """Whether ``value`` (from a run's config) is one the option ``action`` accepts."""
+    if action.choices is not None:
+        return isinstance(value, str) and value in action.choices
+    kind = getattr(action.type, "__name__", "")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind == "int" and not isinstance(value, int):
+        return False
+    try:
+        action.type(repr(value))  # the option's own parser: type and range
+    except (argparse.ArgumentTypeError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _check_resume_config(cfg: dict, vocab: Vocab) -> None:
+    """What ``--resume`` reads from the run's config: the options (as the command line
+    would accept them) and the data record; ``ValueError`` naming the first bad field."""
+    train, model, data = cfg.get("train"), cfg.get("model"), cfg.get("data")
+    for name, section in (("train", train), ("data", data)):
+        if not isinstance(section, dict):
+            raise ValueError(f"config section {name!r} is missing or not an object")
+    actions = _train_actions()
+    have = {**train, **model}
+    for key in (*FIXED, *CHANGEABLE):
+        if key not in have:
+            if key in FIXED:
+                raise ValueError(f"config lacks {key!r}")
+            continue
+        if not _option_ok(actions[key], have[key]):
+            raise ValueError(f"config {key}={have[key]!r} is not a valid --{key.replace('_', '-')}")
+    if (train["mode"] == "lines") != vocab.lines_mode:
+        raise ValueError(
+            f"config mode {train['mode']!r} does not fit the vocabulary "
+            f"(lines_mode {vocab.lines_mode})"
+        )
+
+    def text(key, nullable):
+        v = data.get(key)
+        return (v is None and nullable) or (isinstance(v, str) and v != "")
+
+    def sha(key, nullable):
+        v = data.get(key)
+        return (v is None and nullable) or (
+            isinstance(v, str) and len(v) == 64 and set(v) <= _HEX64
+        )
+
+    for key, ok in (
+        ("train", text("train", False)),
+        ("val", text("val", True)),
+        ("train_sha256", sha("train_sha256", False)),
+        ("val_sha256", sha("val_sha256", True)),
+    ):
+        if not ok:
+            raise ValueError(f"config data.{key}={data.get(key)!r}")
+    if (data.get("val") is None) != (data.get("val_sha256") is None):
+        raise ValueError("config data.val and data.val_sha256 disagree")
 
 
 def _load_weights(model, run, which) -> None:
@@ -561,8 +659,10 @@ def _cmd_sample(args) -> int:
 
 def _cmd_eval(args) -> int:
     loaded = _read_run(RunDir(Path(args.dir)), args.checkpoint)
-    vocab, model, cfg = loaded["vocab"], loaded["model"], loaded["config"]
-    mode = args.mode or cfg["train"]["mode"]
+    vocab, model = loaded["vocab"], loaded["model"]
+    # the run's mode: a lines-mode run has a vocabulary with <bos>/<eos>, a stream run not
+    # (config.json's "train" section is not needed: a weights-only directory works too)
+    mode = args.mode or ("lines" if vocab.lines_mode else "stream")
     if mode == "lines" and not vocab.lines_mode:
         raise CLIError(
             "--mode lines needs a run trained in lines mode (with start/end tokens) "
@@ -575,14 +675,16 @@ def _cmd_eval(args) -> int:
     else:
         data = vocab.encode(text)
     loss = evaluate(model, vocab, data, mode=mode, batch_size=args.batch_size, seq_len=args.seq_len)
-    print(
-        json.dumps(
-            {
-                "loss": loss,
-                "bits_per_char": loss / math.log(2),
-                "perplexity": math.exp(loss),
-                "mode": mode,
-            }
-        )
-    )
+    res = {"loss": loss, "bits_per_char": loss / math.log(2), "perplexity": _perplexity(loss)}
+    # strict JSON: a value that is not a finite number (perplexity above ~1.8e308) is null
+    res = {k: v if v is not None and math.isfinite(v) else None for k, v in res.items()}
+    print(json.dumps({**res, "mode": mode}, allow_nan=False))
     return 0
+
+
+def _perplexity(loss: float) -> float | None:
+    """exp(loss), or None when it overflows a float (loss above ~709.78 nats)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return None

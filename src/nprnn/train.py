@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .checkpoint import RunDir, save_checkpoint
+from .checkpoint import CheckpointError, RunDir, load_rng, save_checkpoint
 from .optim import LRSchedule, clip_grad_norm, make_optimizer
 from .text import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
 
@@ -181,21 +181,76 @@ class Trainer:
         return arrays, state
 
     def load_state(self, arrays: dict, state: dict) -> None:
-        """Restore what ``state()`` returned (the weights are loaded separately)."""
+        """Restore what ``state()`` returned (the weights are loaded separately).
+
+        Every field is checked (types, ranges, shapes, finiteness, the random-generator
+        state); a damaged or foreign state raises :class:`CheckpointError` naming the
+        first bad field, and then nothing has changed.
+        """
+        if not isinstance(arrays, dict):
+            raise _damaged(f"the trainer arrays are a {type(arrays).__name__}, not a dict")
+        if not isinstance(state, dict):
+            raise _damaged(f"the trainer state is a {type(state).__name__}, not a dict")
+        missing = [
+            k for k in ("step", "optimizer", "batcher", "model_rng", "record") if k not in state
+        ]
+        if missing:
+            raise _damaged(f"the trainer state lacks {', '.join(missing)}")
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise _damaged(f"step {step!r}")
+        record = _checked_record(state["record"], step)
+        rng_state = _checked_rng_state(state["model_rng"], self.model.rng)
+        opt_arrays, stream = {}, {}
+        for key, a in arrays.items():
+            if not isinstance(key, str) or not key.startswith(("opt.", "stream_state.")):
+                raise _damaged(f"unexpected trainer array {key!r}")
+            a = np.asarray(a)
+            if a.dtype.kind != "f" or (a.size and not np.isfinite(a).all()):
+                raise _damaged(f"trainer array {key!r} is not finite floats ({a.dtype})")
+            if key.startswith("opt."):
+                opt_arrays[key[4:]] = a
+            else:
+                stream[key] = a
+        stream_state = self._checked_stream_state(stream)
+        old_opt = (self.optimizer.state_arrays(), self.optimizer.state_scalars())
+        old_batcher = self.batcher.state_dict()
         try:
-            self.step = int(state["step"])
-            self.optimizer.load_state(
-                {k[4:]: v for k, v in arrays.items() if k.startswith("opt.")}, state["optimizer"]
+            self.optimizer.load_state(opt_arrays, state["optimizer"])  # all or nothing
+            try:
+                self.batcher.load_state_dict(state["batcher"])
+            except Exception:
+                self.batcher.load_state_dict(old_batcher)
+                raise
+        except (ValueError, TypeError) as e:
+            self.optimizer.load_state(*old_opt)
+            raise _damaged(str(e).split(" — ")[0]) from None
+        self.step = step
+        self.model.rng.bit_generator.state = rng_state
+        self.record.update(record)
+        self.stream_state = stream_state
+        self.saved_step = self.step
+
+    def _checked_stream_state(self, parts: dict):
+        """The carried stream state from the ``stream_state.<i>`` arrays, checked."""
+        if not parts:
+            return None
+        m = self.model
+        want = 2 if m.model == "lstm" else 1
+        names = [f"stream_state.{i}" for i in range(want)]
+        if self.opts.mode != "stream" or sorted(parts) != names:
+            raise _damaged(
+                f"stream state arrays {sorted(parts)} (expected {names} in stream mode, "
+                "none in lines mode)"
             )
-            self.batcher.load_state_dict(state["batcher"])
-            self.model.rng.bit_generator.state = state["model_rng"]
-            self.record.update(state["record"])
-            self.saved_step = self.step
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"the trainer state is incomplete or malformed ({e!r})") from None
-        parts = [arrays[k] for k in sorted(a for a in arrays if a.startswith("stream_state."))]
-        if parts:
-            self.stream_state = tuple(parts) if self.model.model == "lstm" else parts[0]
+        shape = (m.num_layers, self.opts.batch_size, m.hidden)
+        for k in names:
+            if parts[k].shape != shape or parts[k].dtype != m.dtype:
+                raise _damaged(
+                    f"{k} is {parts[k].dtype} {parts[k].shape}, expected {m.dtype} {shape}"
+                )
+        got = [np.array(parts[k], copy=True) for k in names]
+        return tuple(got) if want == 2 else got[0]
 
     def save(self, *, best: bool = False) -> None:
         """Write a checkpoint of the current step (atomic); ``best``: also as the best weights."""
@@ -382,6 +437,63 @@ class Trainer:
         )
 
 
+_RECORD_TYPES = {
+    "initial_loss": ("loss", True),
+    "best_val": ("loss", True),
+    "best_step": ("step", True),
+    "bad_evals": ("count", False),
+    "last_eval_step": ("step", True),
+    "last_val": ("loss", True),
+    "loss_sum": ("loss", False),
+    "loss_steps": ("count", False),
+}
+
+
+def _damaged(what: str) -> CheckpointError:
+    return CheckpointError(
+        f"the checkpoint's trainer state is damaged or foreign ({what}) — "
+        "restore the run directory, or start the run again"
+    )
+
+
+def _checked_record(rec, step: int) -> dict:
+    """The early-stopping record of a checkpoint, every field type- and range-checked."""
+    if not isinstance(rec, dict) or set(rec) != set(_RECORD_TYPES):
+        got = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
+        raise _damaged(f"record with keys {got}, expected {sorted(_RECORD_TYPES)}")
+    for key, (kind, nullable) in _RECORD_TYPES.items():
+        v = rec[key]
+        if v is None and nullable:
+            continue
+        if kind == "loss":
+            ok = (
+                not isinstance(v, bool)
+                and isinstance(v, int | float)
+                and math.isfinite(v)
+                and v >= 0
+            )
+        else:  # a step (at most the checkpoint's) or a count
+            high = step if kind == "step" else math.inf
+            ok = not isinstance(v, bool) and isinstance(v, int) and 0 <= v <= high
+        if not ok:
+            raise _damaged(f"record {key}={v!r}")
+    return dict(rec)
+
+
+def _checked_rng_state(d, rng: np.random.Generator) -> dict:
+    """A bit-generator state for ``rng``'s kind of generator, checked by loading it."""
+    try:
+        loaded = load_rng(d)
+    except CheckpointError as e:
+        raise _damaged(f"model_rng: {str(e).split(' — ')[0]}") from None
+    if type(loaded.bit_generator) is not type(rng.bit_generator):
+        raise _damaged(
+            f"model_rng is a {type(loaded.bit_generator).__name__} state, "
+            f"expected {type(rng.bit_generator).__name__}"
+        )
+    return loaded.bit_generator.state
+
+
 def _global_norm(grads: dict) -> float:
     return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
 
@@ -399,8 +511,20 @@ def _progress(*, total: int, initial: int, disable: bool):
 
 def plot_losses(log: list, path) -> bool:
     """Write the train/validation loss curves of ``log`` to a PNG; False without matplotlib."""
+
+    def number(v) -> bool:
+        return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+    # log.jsonl is not checksummed: entries that are not {step: int, loss: number} are skipped
     curves = {
-        key: [(e["step"], e[key]) for e in log if e.get(key) is not None]
+        key: [
+            (e["step"], e[key])
+            for e in log
+            if isinstance(e, dict)
+            and isinstance(e.get("step"), int)
+            and not isinstance(e.get("step"), bool)
+            and number(e.get(key))
+        ]
         for key in ("train_loss", "val_loss")
     }
     if not any(curves.values()):
