@@ -139,6 +139,7 @@ class _Cache:
     x: np.ndarray  # (T, B, F) input
     gates: np.ndarray  # (T, G·H, B) activated gates (LSTM: i, f, o, g; GRU: r, z, n)
     hs: np.ndarray  # (T+1, H, B) state slots, see _slots
+    hs_bh: np.ndarray  # (T+1, B, H) the same states, batch-major
     w_ih: np.ndarray  # (G·H, F) PyTorch order
     w_hh: np.ndarray  # (G·H, H) PyTorch order
     has_bias: bool
@@ -276,22 +277,39 @@ def _input_projection(x, w_ih, bias):
     return xp.reshape(w_ih.shape[0], T, B)
 
 
-def _outputs(hs, pad, reverse):
+def _batch_major(hs, reverse):
+    """A (T+1, B, H) twin of the state slots, initial slot filled. The forward loop
+    writes each new state into it too: that per-step transposed copy is cheaper than
+    transposing all states afterwards, and out and dW_hh then read them contiguously."""
+    T = hs.shape[0] - 1
+    hs_bh = np.empty((T + 1, hs.shape[2], hs.shape[1]), dtype=hs.dtype)
+    s = T if reverse else 0
+    hs_bh[s] = hs[s].T
+    return hs_bh
+
+
+def _outputs(hs_bh, pad, reverse):
     """out (T, B, H): the state after each step, 0 at padding; and the final state (B, H)."""
-    out = np.array(_after(hs, reverse).transpose(0, 2, 1), order="C")  # (T, B, H), a copy
+    out = _after(hs_bh, reverse).copy()  # (T, B, H)
     if pad is not None:
         np.copyto(out, 0, where=pad.transpose(0, 2, 1))
-    final = (hs[0] if reverse else hs[-1]).T.copy()
+    final = (hs_bh[0] if reverse else hs_bh[-1]).copy()
     return out, final
 
 
 def _weight_grads(c: _Cache, dg_ih, dg_hh):
-    """dx, dW_ih, dW_hh, db as single GEMMs over all T·B rows; dg_* are (G·H, T, B)."""
+    """dx, dW_ih, dW_hh, db as single GEMMs over all T·B rows; dg_* are (T, G·H, B).
+
+    One reordering copy to (G·H, T·B) costs less than storing each step's gradients
+    into that layout (rows of B values 4·T·B bytes apart) inside the loop.
+    """
     T, B, F = c.x.shape
     H = c.hs.shape[1]
-    dgi = dg_ih.reshape(-1, T * B)  # (G·H, T·B)
-    dgh = dgi if dg_hh is None else dg_hh.reshape(-1, T * B)
-    h_prev = np.ascontiguousarray(_before(c.hs, c.reverse).transpose(0, 2, 1))  # (T, B, H)
+    dgi = np.ascontiguousarray(dg_ih.transpose(1, 0, 2)).reshape(-1, T * B)  # (G·H, T·B)
+    dgh = dgi
+    if dg_hh is not None:
+        dgh = np.ascontiguousarray(dg_hh.transpose(1, 0, 2)).reshape(-1, T * B)
+    h_prev = _before(c.hs_bh, c.reverse)  # (T, B, H), contiguous
     dx = np.matmul(dgi.T, c.w_ih).reshape(T, B, F)  # (T, B, F)
     grads = {
         "weight_ih": np.matmul(dgi, c.x.reshape(T * B, F)),  # (G·H, F)
@@ -330,6 +348,7 @@ def rnn_forward(
     )
     T = x.shape[0]
     xp = _input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (H, T, B)
+    hs_bh = _batch_major(hs, reverse)
     for t, prev, nxt in _slots(T, reverse):
         h = hs[nxt]  # (H, B)
         np.matmul(w_hh, hs[prev], out=h)
@@ -340,10 +359,12 @@ def rnn_forward(
             np.maximum(h, 0, out=h)
         if pad is not None:
             np.copyto(h, hs[prev], where=pad[t])  # carry the state through padding
+        hs_bh[nxt] = h.T
     cache = _Cache(
-        x, hs, hs, w_ih, w_hh, b_ih is not None, pad, reverse, nonlinearity == "relu", kind="rnn"
-    )
-    return (*_outputs(hs, pad, reverse), cache)
+        x, hs, hs, hs_bh, w_ih, w_hh, b_ih is not None, pad, reverse, nonlinearity == "relu",
+        kind="rnn",
+    )  # fmt: skip
+    return (*_outputs(hs_bh, pad, reverse), cache)
 
 
 def rnn_backward(dout, dh_n, cache: _Cache):
@@ -358,8 +379,7 @@ def rnn_backward(dout, dh_n, cache: _Cache):
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
-    d_all = np.empty((H, T, B), dtype=dh.dtype)  # pre-activation gradients
-    da = np.empty((H, B), dtype=dh.dtype)
+    d_all = np.empty((T, H, B), dtype=dh.dtype)  # pre-activation gradients
     dh_prev = np.empty_like(dh)
     for t0, t1 in _chunks(T, H * B, c.reverse):
         # act'(a) for the chunk, 0 at padding
@@ -374,11 +394,11 @@ def rnn_backward(dout, dh_n, cache: _Cache):
         steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
         for t in steps:
             dh += dout_t[t]
+            da = d_all[t]
             np.multiply(dh, act_d[t - t0], out=da)
             np.matmul(c.w_hh.T, da, out=dh_prev)  # (H, B)
             if c.pad is not None:
                 np.copyto(dh_prev, dh, where=c.pad[t])
-            d_all[:, t] = da
             dh, dh_prev = dh_prev, dh
     dx, grads = _weight_grads(c, d_all, None)
     return dx, dh.T.copy(), grads
@@ -421,6 +441,7 @@ def lstm_forward(
     gates = np.empty((T, 4 * H, B), dtype=x.dtype)
     tanh_c = np.empty((T, H, B), dtype=x.dtype)
     ig = np.empty((H, B), dtype=x.dtype)
+    hs_bh = _batch_major(hs, reverse)
     for t, prev, nxt in _slots(T, reverse):
         a = gates[t]  # (4H, B): pre-activations, then activations
         np.matmul(w_hh_half, hs[prev], out=a)
@@ -437,11 +458,12 @@ def lstm_forward(
         if pad is not None:  # carry both states through padding
             np.copyto(h, hs[prev], where=pad[t])
             np.copyto(c, cs[prev], where=pad[t])
+        hs_bh[nxt] = h.T
     cache = _Cache(
-        x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, cs=cs, tanh_c=tanh_c,
+        x, gates, hs, hs_bh, w_ih, w_hh, b_ih is not None, pad, reverse, cs=cs, tanh_c=tanh_c,
         kind="lstm",
     )  # fmt: skip
-    out, h_n = _outputs(hs, pad, reverse)
+    out, h_n = _outputs(hs_bh, pad, reverse)
     c_n = (cs[0] if reverse else cs[-1]).T.copy()
     return out, (h_n, c_n), cache
 
@@ -511,9 +533,7 @@ def lstm_backward(dout, dstate, cache: _Cache):
     dout_t, (dh, dc_next) = _check_upstream(c, dout, [dh_n, dc_n], ["dh_n", "dc_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
-    dgates = np.empty((4 * H, T, B), dtype=dh.dtype)  # pre-activation gradients i, f, g, o
-    d = np.empty((4 * H, B), dtype=dh.dtype)
-    d3 = d[: 3 * H].reshape(3, H, B)  # (di, df, dg)
+    dgates = np.empty((T, 4 * H, B), dtype=dh.dtype)  # pre-activation gradients i, f, g, o
     dc = np.empty_like(dh)
     dh_prev = np.empty_like(dh)
     w_hh_t = c.w_hh.T  # (H, 4H)
@@ -521,17 +541,16 @@ def lstm_backward(dout, dstate, cache: _Cache):
         e, dcdh, fc = _lstm_factors(c, t0, t1)
         steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
         for t in steps:
-            k = t - t0
+            k, d = t - t0, dgates[t]  # (4H, B)
             dh += dout_t[t]
             np.multiply(dh, dcdh[k], out=dc)  # 1. the cell gradient
             dc += dc_next
-            np.multiply(e[k, :3], dc, out=d3)  # 2. di, df, dg
+            np.multiply(e[k, :3], dc, out=d[: 3 * H].reshape(3, H, B))  # 2. di, df, dg
             np.multiply(e[k, 3], dh, out=d[3 * H :])  # do
             np.multiply(dc, fc[k], out=dc_next)  # 3. to the previous step
             np.matmul(w_hh_t, d, out=dh_prev)
             if c.pad is not None:
                 np.copyto(dh_prev, dh, where=c.pad[t])
-            dgates[:, t] = d
             dh, dh_prev = dh_prev, dh
     dx, grads = _weight_grads(c, dgates, None)
     return dx, (dh.T.copy(), dc_next.T.copy()), grads
@@ -573,6 +592,7 @@ def gru_forward(
     gates = np.empty((T, 3 * H, B), dtype=x.dtype)
     hn_part = np.empty((T, H, B), dtype=x.dtype)
     rec = np.empty((3 * H, B), dtype=x.dtype)
+    hs_bh = _batch_major(hs, reverse)
     for t, prev, nxt in _slots(T, reverse):
         a = gates[t]  # (3H, B)
         np.matmul(w_hh_half, hs[prev], out=rec)
@@ -595,10 +615,12 @@ def gru_forward(
         h += n
         if pad is not None:
             np.copyto(h, hs[prev], where=pad[t])
+        hs_bh[nxt] = h.T
     cache = _Cache(
-        x, gates, hs, w_ih, w_hh, b_ih is not None, pad, reverse, hn_part=hn_part, kind="gru"
-    )
-    return (*_outputs(hs, pad, reverse), cache)
+        x, gates, hs, hs_bh, w_ih, w_hh, b_ih is not None, pad, reverse, hn_part=hn_part,
+        kind="gru",
+    )  # fmt: skip
+    return (*_outputs(hs_bh, pad, reverse), cache)
 
 
 def _gru_factors(c: _Cache, t0: int, t1: int):
@@ -642,30 +664,26 @@ def gru_backward(dout, dh_n, cache: _Cache):
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
-    dg_ih = np.empty((3 * H, T, B), dtype=dh.dtype)  # (dr, dz, dn)
-    dg_hh = np.empty((3 * H, T, B), dtype=dh.dtype)  # (dr, dz, dn ⊙ r)
-    d = np.empty((3 * H, B), dtype=dh.dtype)  # recurrent side of this step
-    dr, dz, dn_r = d[:H], d[H : 2 * H], d[2 * H :]
-    dn = np.empty((H, B), dtype=dh.dtype)
+    dg_ih = np.empty((T, 3 * H, B), dtype=dh.dtype)  # (dr, dz, dn)
+    dg_hh = np.empty((T, 3 * H, B), dtype=dh.dtype)  # (dr, dz, dn ⊙ r)
+    dhz = np.empty_like(dh)
     dh_prev = np.empty_like(dh)
     for t0, t1 in _chunks(T, 6 * H * B, c.reverse):
         e = _gru_factors(c, t0, t1)
         steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
         for t in steps:
-            k = t - t0
+            k, d, dn = t - t0, dg_hh[t], dg_ih[t, 2 * H :]
             dh += dout_t[t]
             np.multiply(dh, e[k, 2], out=dn)
-            np.multiply(dh, e[k, 1], out=dz)
-            np.multiply(dn, e[k, 0], out=dr)
-            np.multiply(dn, c.gates[t, :H], out=dn_r)
-            dg_ih[2 * H :, t] = dn
+            np.multiply(dh, e[k, 1], out=d[H : 2 * H])  # dz
+            np.multiply(dn, e[k, 0], out=d[:H])  # dr
+            np.multiply(dn, c.gates[t, :H], out=d[2 * H :])  # dn ⊙ r
             np.matmul(c.w_hh.T, d, out=dh_prev)
-            np.multiply(dh, c.gates[t, H : 2 * H], out=dn)  # dh ⊙ z (dn is stored already)
-            dh_prev += dn
+            np.multiply(dh, c.gates[t, H : 2 * H], out=dhz)  # the direct path dh ⊙ z
+            dh_prev += dhz
             if c.pad is not None:
                 np.copyto(dh_prev, dh, where=c.pad[t])
-            dg_hh[:, t] = d
             dh, dh_prev = dh_prev, dh
-    dg_ih[: 2 * H] = dg_hh[: 2 * H]
+    dg_ih[:, : 2 * H] = dg_hh[:, : 2 * H]
     dx, grads = _weight_grads(c, dg_ih, dg_hh)
     return dx, dh.T.copy(), grads
