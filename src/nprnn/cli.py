@@ -97,17 +97,19 @@ POS_FLOAT, NONNEG_FLOAT = _number(float, 0.0, low_open=True), _number(float, 0.0
 
 
 def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
-    """The argument parser of ``nprnn`` (sub-commands train, sample, eval, bench).
+    """The argument parser of ``nprnn`` (train, sample, eval; the others are delegated).
 
     ``defaults=False`` leaves out the defaults of ``train``'s options, so that parsing
     tells which options the command line gave (a resumed run keeps the others).
     """
     p = _Parser(
         prog="nprnn",
-        description="Character-level RNN language models in NumPy.",
+        description="Recurrent networks in NumPy: character language models, sequence "
+        "classifiers, long-range memory tasks.",
         formatter_class=_Formatter,
     )
-    sub = p.add_subparsers(dest="command", metavar="{train,sample,eval,bench}", required=True)
+    names = ",".join(["train", "sample", "eval", *DELEGATED])
+    sub = p.add_subparsers(dest="command", metavar=f"{{{names}}}", required=True)
     kw = {"formatter_class": _Formatter, "allow_abbrev": False}
 
     t = sub.add_parser(
@@ -124,6 +126,13 @@ def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
             options["default"] = argparse.SUPPRESS
         t.add_argument(*names, **options)
 
+    a(
+        "--task",
+        choices=("lm", "classify"),
+        default="lm",
+        help="lm: a character language model; classify: a sequence classifier on "
+        "text<TAB>label lines (its options: nprnn train --task classify --help)",
+    )
     a("--data", metavar="FILE", help="training text, UTF-8 (default: the bundled first names)")
     a("--val-data", metavar="FILE", help="validation text (default: hold out --val-fraction)")
     a(
@@ -241,20 +250,60 @@ def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
         "(0: the BLAS library's default)",
     )
 
-    b = sub.add_parser("bench", help="time the layers against PyTorch", add_help=False)
-    b.add_argument("rest", nargs=argparse.REMAINDER)
+    for name, (_, _, text) in DELEGATED.items():  # listed here, parsed by their modules
+        d = sub.add_parser(name, help=text, add_help=False)
+        d.add_argument("rest", nargs=argparse.REMAINDER)
     return p
+
+
+# Sub-commands whose options live in their own modules: name -> (module, function, help).
+DELEGATED = {
+    "bench": ("bench", "main", "time the layers against PyTorch"),
+    "task": ("tasks", "main", "long-range memory tasks: adding, copy, grad-norms"),
+    "predict": ("classify", "main_predict", "label probabilities from a classifier run"),
+    "viz": ("viz", "main_viz", "HTML page of a model's activations, character by character"),
+    "plot": ("viz", "main_plot", "training and validation loss of a run (PNG)"),
+}
+
+
+def _option(argv, name):
+    """The value given to option ``name`` in ``argv`` (``--x v`` or ``--x=v``), or None."""
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _delegate(argv):
+    """The function that handles ``argv`` when another module owns it, else None."""
+    from importlib import import_module
+
+    cmd = argv[0] if argv else None
+    if cmd in DELEGATED:
+        module, func, _ = DELEGATED[cmd]
+        return getattr(import_module(f"nprnn.{module}"), func)
+    if cmd == "train" and _option(argv, "--task") == "classify":
+        from .classify import main_train
+
+        return main_train
+    if cmd == "eval":
+        from .classify import is_classifier_run, main_eval
+
+        if any(is_classifier_run(a) for a in argv[1:] if not a.startswith("-")):
+            return main_eval
+    return None
 
 
 def main(argv=None) -> int:
     """Run ``nprnn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["bench"]:
-        from . import bench  # lazy: the benchmark pulls in more than the toolkit needs
-
-        return bench.main(argv[1:])
     parser = build_parser()
     try:
+        delegate = _delegate(argv)
+        if delegate is not None:
+            return delegate(argv[1:])
         args = parser.parse_args(argv)
         if getattr(args, "threads", 0):
             set_blas_threads(args.threads)

@@ -1,0 +1,66 @@
+"""``nprnn`` hands task, predict, viz, plot, bench, ``train --task classify`` and the eval
+of a classifier run to their modules, with the same one-line error contract."""
+
+import json
+
+import pytest
+
+from nprnn import cli
+
+NAMES = "Anna\tfemale\nBob\tmale\nCleo\tfemale\nDave\tmale\nEve\tfemale\nFay\tfemale\n" * 3
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_top_level_help_lists_every_command(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name in ("train", "sample", "eval", "bench", "task", "predict", "viz", "plot"):
+        assert name in out
+
+
+def test_option_lookup():
+    assert cli._option(["train", "--task", "classify"], "--task") == "classify"
+    assert cli._option(["train", "--task=classify"], "--task") == "classify"
+    assert cli._option(["train", "--data", "x"], "--task") is None
+
+
+def test_classifier_train_predict_eval(tmp_path, capsys):
+    data = tmp_path / "names.tsv"
+    data.write_text(NAMES, encoding="utf-8")
+    out_dir = tmp_path / "cls"
+    code, out, err = run(capsys, "train", "--task", "classify", "--data", data, "--steps", 6,
+                         "--eval-every", 3, "--hidden", 8, "--out", out_dir, "--quiet")  # fmt: skip
+    assert code == 0, err
+    code, out, err = run(capsys, "predict", out_dir, "Anna", "Bob")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in rows] == ["Anna", "Bob"]
+    for r in rows:
+        assert sum(r["probs"].values()) == pytest.approx(1.0)
+        assert r["label"] == max(r["probs"], key=r["probs"].get)
+    code, out, err = run(capsys, "eval", out_dir, "--data", data)
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"] == NAMES.count("\n")
+
+
+def test_delegated_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "predict", tmp_path / "missing", "Anna")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("nprnn: error: ")
+    code, _, err = run(capsys, "task", "adding", "--T", 0)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_task_prints_one_json_line(capsys):
+    code, out, err = run(capsys, "task", "adding", "--T", 5, "--steps", 2, "--hidden", 4,
+                         "--quiet")  # fmt: skip
+    assert code == 0, err
+    (line,) = out.strip().splitlines()
+    res = json.loads(line)
+    assert res["task"] == "adding" and res["T"] == 5 and res["mse"] >= 0

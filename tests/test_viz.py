@@ -1,0 +1,150 @@
+"""Pictures: the activation page of a char-LM run, colours, loss plots."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+
+from nprnn import viz
+from nprnn.charlm import CharLM
+from nprnn.checkpoint import CheckpointError, atomic_write_json, save_arrays
+from nprnn.text import DataError, Vocab
+
+PNG = b"\x89PNG\r\n\x1a\n"
+LINES = ["anna", "bob", "<script>alert(1)</script>", "a & b"]
+COLOUR = re.compile(r"background:#[0-9a-f]{6}\"")
+
+
+def _make_run(path, model="lstm", layers=2, lines_mode=True):
+    """A run directory as nprnn train writes it (config.json + model.safetensors)."""
+    vocab = Vocab.build(LINES if lines_mode else ["\n".join(LINES)], lines_mode=lines_mode)
+    lm = CharLM(len(vocab), model=model, hidden=6, layers=layers, rng=0)
+    path.mkdir()
+    atomic_write_json(
+        path / "config.json",
+        {"format": "nprnn-charlm", "version": 1, "model": lm.config(), "vocab": vocab.to_dict()},
+    )
+    save_arrays(path / "model.safetensors", lm.state_dict())
+    return lm, vocab
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layer", [0, -1])
+def test_trace_agrees_with_the_model(tmp_path, model, layer):
+    lm, vocab = _make_run(tmp_path / "r", model=model)
+    ids = np.concatenate([[vocab.bos_id], vocab.encode("anna & bob")])
+    rec = viz.trace(lm.eval(), ids, layer=layer)
+    x = lm.embedding(ids[:, None])
+    lm.rnn.eval()
+    out, _ = lm.rnn(x)
+    logits, _ = lm.logits(ids[:, None])
+    np.testing.assert_allclose(rec["logits"], logits[:, 0], rtol=1e-4, atol=1e-5)
+    if layer == -1:
+        np.testing.assert_allclose(rec["h"], out[:, 0], rtol=1e-4, atol=1e-6)
+    expected = {"lstm": "hcifgo", "gru": "hrzn", "rnn": "h"}[model]
+    assert set(expected) | {"logits"} == set(rec)
+    if model == "lstm":  # h = o tanh(c) holds in the trace
+        np.testing.assert_allclose(rec["h"], rec["o"] * np.tanh(rec["c"]), rtol=1e-12)
+
+
+def test_colour_scale():
+    assert viz.colour(-1) == "#0000ff"
+    assert viz.colour(0) == "#ffffff"
+    assert viz.colour(1) == "#ff0000"
+    assert viz.colour(5) == "#ff0000" and viz.colour(-7) == "#0000ff"
+    assert viz.colour(0.5) == "#ff8080"
+    assert viz.colour(float("nan")) == "#ffffff"
+
+
+def test_page_has_one_element_per_character_and_escapes(tmp_path):
+    _make_run(tmp_path / "r")
+    text = "<script>alert(1)</script>"
+    page = viz.visualize(tmp_path / "r", text, units=[0, 5], gate="f")
+    assert "<script" not in page and "&lt;" in page
+    rows = re.findall(r'<div class="row">(.*?)</div>', page)
+    assert len(rows) == 3  # two units and the predictions
+    for row in rows:
+        assert row.count('class="ch') == len(text)
+    shown = re.findall(r'<span class="ch" [^>]*>(.*?)</span>', rows[0])
+    assert html.unescape("".join(shown)) == text  # one escaped element per character
+    colours = COLOUR.findall(page)
+    assert len(colours) == 2 * len(text)
+    assert 'title="&#x27;&lt;&#x27; t=0 f[0]=' in page  # exact value in the title
+    assert "next: " in page
+
+
+def test_default_units_are_the_most_varying(tmp_path):
+    lm, vocab = _make_run(tmp_path / "r", model="gru", layers=1)
+    text = "anna bob"
+    page = viz.visualize(tmp_path / "r", text, top=2)
+    rec = viz.trace(lm.eval(), np.concatenate([[vocab.bos_id], vocab.encode(text)]))
+    best = np.argsort(-rec["h"][1:].std(axis=0))[:2]
+    labels = re.findall(r'<span class="lab">h\[(\d+)\]</span>', page)
+    assert [int(u) for u in labels] == list(best)
+
+
+def test_stream_mode_run(tmp_path):
+    _make_run(tmp_path / "r", model="rnn", layers=1, lines_mode=False)
+    page = viz.visualize(tmp_path / "r", "bob\nanna", units=[1])
+    row = re.findall(r'<div class="row">(.*?)</div>', page)[0]
+    assert row.count('class="ch') == 8 and "⏎" in row
+
+
+def test_bad_input(tmp_path):
+    _make_run(tmp_path / "r", model="gru")
+    with pytest.raises(ValueError, match="gate"):
+        viz.visualize(tmp_path / "r", "anna", gate="c")
+    with pytest.raises(ValueError, match="units"):
+        viz.visualize(tmp_path / "r", "anna", units=[6])
+    with pytest.raises(DataError, match="vocabulary"):
+        viz.visualize(tmp_path / "r", "Zoë")
+    with pytest.raises(CheckpointError):
+        viz.visualize(tmp_path, "anna")
+    with pytest.raises(ValueError, match="--text"):
+        viz.main_viz([str(tmp_path / "r")])
+
+
+def test_main_viz_writes_the_page(tmp_path, capsys):
+    _make_run(tmp_path / "r")
+    out = tmp_path / "p.html"
+    assert viz.main_viz([str(tmp_path / "r"), "--text", "a & b", "--units", "1,2",
+                         "--gate", "c", "--out", str(out)]) == 0  # fmt: skip
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "a &amp; b" not in page  # per character
+    assert "&amp;" in page and "<script" not in page
+
+
+def _write_log(path):
+    path.mkdir()
+    recs = [{"step": s, "train_loss": 2.0 / s, "val_loss": 2.2 / s} for s in (1, 2, 4)]
+    (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    _write_log(tmp_path / "r")
+    assert viz.main_plot([str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "loss.png").read_bytes()[:8] == PNG
+    out = tmp_path / "x.png"
+    assert viz.main_plot([str(tmp_path / "r"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+    _write_log(tmp_path / "r")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
+    with pytest.raises(ValueError, match=r"pip install 'nprnn\[plot\]'"):
+        viz.main_plot([str(tmp_path / "r")])
+
+
+def test_plot_without_a_log(tmp_path):
+    with pytest.raises(ValueError, match="log.jsonl"):
+        viz.main_plot([str(tmp_path)])
+    (tmp_path / "log.jsonl").write_text('{"event": "start"}\n')
+    with pytest.raises(ValueError, match="no evaluation"):
+        viz.main_plot([str(tmp_path)])
