@@ -537,3 +537,48 @@ def test_activations_at_the_extremes_of_the_dtype(dt):
         lh = F.log_softmax(huge)  # −2·max is below the dtype's range: −inf, its rounding
         assert lh[0] == 0 and lh[1] == -np.inf and lh[2] == -big
         assert F.sigmoid(huge).tolist() == [1.0, 0.0, 0.5]
+
+
+def test_flush_subnormals_zeroes_only_vanishing_entries():
+    tiny = np.finfo(np.float32).tiny
+    dh = np.array([[1.0, tiny * 2.0**10, tiny * 2.0**40, 0.0]], dtype=np.float32)
+    chunk = np.array([[tiny / 4, 1e-3, -tiny * 2.0**20, 5.0]], dtype=np.float32)
+    assert F._flush_subnormals_([dh], [chunk]) is True  # 2^40·tiny is near: careful mode
+    np.testing.assert_array_equal(dh, [[1.0, 0.0, tiny * 2.0**40, 0.0]])
+    np.testing.assert_array_equal(chunk, np.array([[0.0, 1e-3, 0.0, 5.0]], dtype=np.float32))
+    big = np.array([[1.0, -2.0]], dtype=np.float32)
+    untouched = np.array([[tiny / 4]], dtype=np.float32)
+    assert F._flush_subnormals_([big], [untouched]) is False  # nothing near: chunk kept
+    assert untouched[0, 0] == np.float32(tiny / 4)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_vanishing_gradient_float32_matches_float64(cell):
+    """A long sequence whose gradient vanishes into the float32 subnormal range: the
+    float32 kernels (which flush it) agree with float64 (which does not need to)."""
+    rng = np.random.default_rng(0)
+    T, B, Fe, H = 300, 4, 2, 8
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    x = rng.random((T, B, Fe))
+    w = [rng.uniform(-0.3, 0.3, s) for s in [(G * H, Fe), (G * H, H), (G * H,), (G * H,)]]
+    dh_n = rng.standard_normal((B, H))
+    res = {}
+    for dt in (np.float64, np.float32):
+        args = [a.astype(dt) for a in [x, *w]]
+        if cell == "lstm":
+            _, _, cache = F.lstm_forward(args[0], None, None, *args[1:])
+            dx, (dh0, _), g = F.lstm_backward(None, (dh_n.astype(dt), None), cache)
+        else:
+            fwd, bwd = (F.rnn_forward, F.rnn_backward) if cell == "rnn" else (
+                F.gru_forward, F.gru_backward)  # fmt: skip
+            _, _, cache = fwd(args[0], None, *args[1:])
+            dx, dh0, g = bwd(None, dh_n.astype(dt), cache)
+        res[dt] = (dx, g)
+    dx64, g64 = res[np.float64]
+    dx32, g32 = res[np.float32]
+    assert np.abs(dx64[0]).max() < 1e-30  # the gradient really vanished on the way
+    assert not np.any((dx32 != 0) & (np.abs(dx32) < np.finfo(np.float32).tiny))
+    for k in g64:
+        err = np.linalg.norm(g32[k] - g64[k]) / np.linalg.norm(g64[k])
+        assert err < 1e-5, (k, err)
+    assert np.linalg.norm(dx32 - dx64) / np.linalg.norm(dx64) < 1e-5
