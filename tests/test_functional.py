@@ -582,3 +582,33 @@ def test_vanishing_gradient_float32_matches_float64(cell):
         err = np.linalg.norm(g32[k] - g64[k]) / np.linalg.norm(g64[k])
         assert err < 1e-5, (k, err)
     assert np.linalg.norm(dx32 - dx64) / np.linalg.norm(dx64) < 1e-5
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_weights_changed_between_forward_and_backward_is_an_error(cell):
+    """The RNN/GRU caches hold the caller's weights: an in-place update before backward
+    would mix two sets of weights, so backward refuses (the LSTM keeps its own)."""
+    rng = np.random.default_rng(0)
+    G = {"rnn": 1, "gru": 3}[cell]
+    x = rng.standard_normal((3, 2, 4))
+    w_ih, w_hh = rng.standard_normal((G * 5, 4)), rng.standard_normal((G * 5, 5))
+    fwd, bwd = (F.rnn_forward, F.rnn_backward) if cell == "rnn" else (F.gru_forward,
+                                                                        F.gru_backward)  # fmt: skip
+    _, _, cache = fwd(x, None, w_ih, w_hh)
+    bwd(np.ones((3, 2, 5)), None, cache)  # unchanged: fine
+    w_hh -= 0.1 * np.ones_like(w_hh)  # an optimizer step, before backward
+    with pytest.raises(RuntimeError, match=rf"weight_hh changed between {cell}_forward"):
+        bwd(np.ones((3, 2, 5)), None, cache)
+
+
+def test_lstm_cache_is_independent_of_the_callers_weights():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, 4))
+    w = [rng.standard_normal((20, 4)), rng.standard_normal((20, 5))]
+    _, _, cache = F.lstm_forward(x, None, None, *w)
+    dx, _, g = F.lstm_backward(np.ones((3, 2, 5)), None, cache)
+    w[0] += 1.0
+    w[1] += 1.0  # updating the weights afterwards changes nothing already computed
+    dx2, _, g2 = F.lstm_backward(np.ones((3, 2, 5)), None, cache)
+    np.testing.assert_array_equal(dx, dx2)
+    np.testing.assert_array_equal(g["weight_hh"], g2["weight_hh"])

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validation import _shape, check_shape, float_array, mask_array, one_of
+from .validation import _shape, check_finite, check_shape, float_array, mask_array, one_of
 
 __all__ = [
     "sigmoid",
@@ -140,11 +140,11 @@ class _Cache:
     """What backward needs; per-step arrays are feature-major (·, B)."""
 
     x: np.ndarray  # (T, B, F) input
-    gates: np.ndarray  # (T, G·H, B) activated gates (LSTM: i, f, o, g; GRU: r, z, n)
+    gates: np.ndarray  # (T, G·H, B) activated gates (LSTM: o, i, f, g; GRU: r, z, n)
     hs: np.ndarray  # (T+1, H, B) state slots, see _slots
     hs_bh: np.ndarray  # (T+1, B, H) the same states, batch-major
-    w_ih: np.ndarray  # (G·H, F) PyTorch order
-    w_hh: np.ndarray  # (G·H, H) PyTorch order
+    w_ih: np.ndarray  # (G·H, F) RNN/GRU: the caller's array; LSTM: internal (see _lstm_weights)
+    w_hh: np.ndarray  # (G·H, H) likewise
     has_bias: bool
     pad: np.ndarray | None  # (T, 1, B) bool, True at padding; None if no padding
     reverse: bool
@@ -153,6 +153,7 @@ class _Cache:
     tanh_c: np.ndarray | None = None  # LSTM: (T, H, B) tanh(c_t)
     hn_part: np.ndarray | None = None  # GRU: (T, H, B) W_hn h + b_hn
     kind: str = ""  # "rnn", "lstm" or "gru": the forward that made it
+    versions: tuple = ()  # RNN/GRU: sums of the caller's weights, checked by backward
 
 
 def _what(obj) -> str:
@@ -243,15 +244,16 @@ def _prepare(kind, G, x, states, weight_ih, weight_hh, bias_ih, bias_hh, mask, l
     T, B, F = x.shape
     if T == 0 or B == 0:
         raise ValueError(f"x has shape {x.shape}: expected T ≥ 1 steps and B ≥ 1 sequences")
-    weight_ih = float_array("weight_ih", weight_ih, ndim=2, dtype=dt)
+    weight_ih = float_array("weight_ih", weight_ih, ndim=2, dtype=dt, finite=False)
     if weight_ih.shape[0] % G or weight_ih.shape[0] == 0:
         raise ValueError(
             f"weight_ih has {weight_ih.shape[0]} rows: a {kind} needs G·H rows with G={G}, H ≥ 1"
         )
     H = weight_ih.shape[0] // G
     check_shape("weight_ih", weight_ih, (G * H, F), hint=f"x has F={F} features")
-    weight_hh = float_array("weight_hh", weight_hh, ndim=2, dtype=dt)
+    weight_hh = float_array("weight_hh", weight_hh, ndim=2, dtype=dt, finite=False)
     check_shape("weight_hh", weight_hh, (G * H, H), hint=f"weight_ih implies H={H}")
+    versions = (_version("weight_ih", weight_ih), _version("weight_hh", weight_hh))
     if (bias_ih is None) != (bias_hh is None):
         raise ValueError("pass both bias_ih and bias_hh, or neither")
     if bias_ih is not None:
@@ -271,9 +273,32 @@ def _prepare(kind, G, x, states, weight_ih, weight_hh, bias_ih, bias_hh, mask, l
         slots.append(buf)
     m = mask_array(mask, lengths, T, B)
     pad = None if m is None or m.all() else ~m[:, None, :]  # (T, 1, B)
-    # the cache keeps its own weights: an update between forward and backward
-    # must not change the gradient of the forward that was run
-    return x, slots, weight_ih.copy(), weight_hh.copy(), bias_ih, bias_hh, pad
+    return x, slots, weight_ih, weight_hh, bias_ih, bias_hh, pad, versions
+
+
+def _version(name, w) -> float:
+    """The sum of ``w``: a one-pass finiteness check (NaN/inf make it non-finite) and a
+    fingerprint that backward compares, so weights updated in place between forward and
+    backward are an error rather than a silent mix of two sets of weights (the RNN and
+    GRU caches hold the caller's arrays; copying them would cost more than the check)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = float(np.add.reduce(w, axis=None))
+    if not np.isfinite(v):
+        check_finite(name, w)  # names the bad entry; a mere overflow passes
+    return v
+
+
+def _check_versions(c: _Cache) -> None:
+    names = ("weight_ih", "weight_hh")
+    for name, w, v in zip(names, (c.w_ih, c.w_hh), c.versions, strict=True):
+        with np.errstate(over="ignore", invalid="ignore"):
+            now = float(np.add.reduce(w, axis=None))
+        if now != v and not (np.isnan(now) and np.isnan(v)):
+            raise RuntimeError(
+                f"{name} changed between {c.kind}_forward and {c.kind}_backward: the "
+                "gradient would mix two sets of weights; run the forward again after "
+                "updating the weights"
+            )
 
 
 def _check_upstream(c: _Cache, dout, dstates, names):
@@ -329,11 +354,13 @@ def _outputs(hs_bh, pad, reverse):
     return out, final
 
 
-def _weight_grads(c: _Cache, dg_ih, dg_hh):
+def _weight_grads(c: _Cache, dg_ih, dg_hh, rows=None):
     """dx, dW_ih, dW_hh, db as single GEMMs over all T·B rows; dg_* are (T, G·H, B).
 
     One reordering copy to (G·H, T·B) costs less than storing each step's gradients
-    into that layout (rows of B values 4·T·B bytes apart) inside the loop.
+    into that layout (rows of B values 4·T·B bytes apart) inside the loop. ``rows``:
+    (source, destination) row slices, to write the weight gradients in another gate
+    order straight from the GEMMs (the LSTM's internal order -> PyTorch's).
     """
     T, B, F = c.x.shape
     H = c.hs.shape[1]
@@ -343,13 +370,26 @@ def _weight_grads(c: _Cache, dg_ih, dg_hh):
         dgh = np.ascontiguousarray(dg_hh.transpose(1, 0, 2)).reshape(-1, T * B)
     h_prev = _before(c.hs_bh, c.reverse)  # (T, B, H), contiguous
     dx = np.matmul(dgi.T, c.w_ih).reshape(T, B, F)  # (T, B, F)
+    rows = rows or [(slice(None), slice(None))]
+
+    def gemm(d, a):  # d aᵀ summed over all T·B rows, rows reordered
+        out = np.empty((d.shape[0], a.shape[1]), dtype=d.dtype)
+        for src, dst in rows:
+            np.matmul(d[src], a, out=out[dst])
+        return out
+
     grads = {
-        "weight_ih": np.matmul(dgi, c.x.reshape(T * B, F)),  # (G·H, F)
-        "weight_hh": np.matmul(dgh, h_prev.reshape(T * B, H)),  # (G·H, H)
+        "weight_ih": gemm(dgi, c.x.reshape(T * B, F)),  # (G·H, F)
+        "weight_hh": gemm(dgh, h_prev.reshape(T * B, H)),  # (G·H, H)
     }
     if c.has_bias:
-        grads["bias_ih"] = dgi.sum(axis=1)
-        grads["bias_hh"] = dgh.sum(axis=1) if dg_hh is not None else grads["bias_ih"].copy()
+        grads["bias_ih"] = np.empty(dgi.shape[0], dtype=dgi.dtype)
+        grads["bias_hh"] = np.empty_like(grads["bias_ih"])
+        for src, dst in rows:
+            grads["bias_ih"][dst] = dgi[src].sum(axis=1)
+            grads["bias_hh"][dst] = dgh[src].sum(axis=1) if dg_hh is not None else 0
+        if dg_hh is None:  # one pre-activation feeds both biases
+            grads["bias_hh"][...] = grads["bias_ih"]
     return dx, grads
 
 
@@ -375,7 +415,7 @@ def rnn_forward(
     ``h_n`` (B, H) and a cache for :func:`rnn_backward`.
     """
     one_of("nonlinearity", nonlinearity, ("tanh", "relu"))
-    x, (hs,), w_ih, w_hh, b_ih, b_hh, pad = _prepare(
+    x, (hs,), w_ih, w_hh, b_ih, b_hh, pad, versions = _prepare(
         "RNN", 1, x, [("h0", h0)], weight_ih, weight_hh, bias_ih, bias_hh, mask, lengths, reverse
     )
     T = x.shape[0]
@@ -394,7 +434,7 @@ def rnn_forward(
         hs_bh[nxt] = h.T
     cache = _Cache(
         x, hs, hs, hs_bh, w_ih, w_hh, b_ih is not None, pad, reverse, nonlinearity == "relu",
-        kind="rnn",
+        kind="rnn", versions=versions,
     )  # fmt: skip
     return (*_outputs(hs_bh, pad, reverse), cache)
 
@@ -408,6 +448,7 @@ def rnn_backward(dout, dh_n, cache: _Cache):
     Returns ``dx`` (T, B, F), ``dh0`` (B, H) and ``grads``.
     """
     c = _check_cache(cache, "rnn")
+    _check_versions(c)
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
@@ -445,9 +486,24 @@ def rnn_backward(dout, dh_n, cache: _Cache):
 # ----------------------------------------------------------------------------- LSTM
 
 
-def _lstm_forward_order(H):
-    """Row permutation from PyTorch's i, f, g, o to i, f, o, g (the sigmoids contiguous)."""
-    return np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]
+def _lstm_order(H):
+    """Row permutation from PyTorch's gate order i, f, g, o to the internal o, i, f, g:
+    the three sigmoids are one block for the forward, and the three gates whose gradient
+    is a multiple of dc (i, f, g) are one block for the backward."""
+    return np.r_[3 * H : 4 * H, 0 : 3 * H]
+
+
+def _lstm_weights(w, H):
+    """``w`` (4H, ·) in the internal order with the sigmoid rows halved (exact).
+
+    The forward then gets z/2 for the sigmoids straight from its GEMMs. The backward
+    uses the same matrices, ``W = Pᵀ S⁻¹ w`` (P the permutation, S the halving), by
+    carrying d' = S⁻¹ P d: its o, i, f rows are twice the true gate gradients, so
+    Wᵀ d = wᵀ d', and the weight gradients are P^T S (d' xᵀ).
+    """
+    out = w[_lstm_order(H)]
+    out[: 3 * H] *= 0.5
+    return out
 
 
 def lstm_forward(
@@ -464,29 +520,26 @@ def lstm_forward(
     biases (4H,) or None; mask (T, B) or lengths (B,). Returns ``out`` (T, B, H),
     ``(h_n, c_n)`` and a cache for :func:`lstm_backward`.
     """
-    x, (hs, cs), w_ih, w_hh, b_ih, b_hh, pad = _prepare(
+    x, (hs, cs), w_ih, w_hh, b_ih, b_hh, pad, _ = _prepare(
         "LSTM", 4, x, [("h0", h0), ("c0", c0)], weight_ih, weight_hh, bias_ih, bias_hh,
         mask, lengths, reverse,
     )  # fmt: skip
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    order = _lstm_forward_order(H)
-    half = np.ones((4 * H, 1), dtype=x.dtype)
-    half[: 3 * H] = 0.5  # the sigmoid gates i, f, o get z/2 (exact)
-    bias = None if b_ih is None else (b_ih + b_hh)[order] * half[:, 0]
-    xp = _input_projection(x, w_ih[order] * half, bias)  # (4H, T, B)
-    w_hh_half = w_hh[order] * half  # (4H, H)
+    w_ih, w_hh = _lstm_weights(w_ih, H), _lstm_weights(w_hh, H)  # o, i, f, g; σ rows halved
+    bias = None if b_ih is None else _lstm_weights(b_ih + b_hh, H)
+    xp = _input_projection(x, w_ih, bias)  # (4H, T, B)
     gates = np.empty((T, 4 * H, B), dtype=x.dtype)
     tanh_c = np.empty((T, H, B), dtype=x.dtype)
     ig = np.empty((H, B), dtype=x.dtype)
     hs_bh = _batch_major(hs, reverse)
     for t, prev, nxt in _slots(T, reverse):
         a = gates[t]  # (4H, B): pre-activations, then activations
-        np.matmul(w_hh_half, hs[prev], out=a)
+        np.matmul(w_hh, hs[prev], out=a)
         a += xp[:, t]
         np.tanh(a, out=a)
         _sigmoid_from_half_(a[: 3 * H])
-        i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        o, i, f, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
         c, h = cs[nxt], hs[nxt]
         np.multiply(f, cs[prev], out=c)
         np.multiply(i, g, out=ig)
@@ -509,26 +562,28 @@ def lstm_forward(
 def _lstm_factors(c: _Cache, t0: int, t1: int):
     """Per-step factors of the LSTM backward for steps [t0, t1), 0 at padding.
 
-    e (K, 4, H, B) in PyTorch's order, so that the pre-activation gradients are
-      (di, df, dg) = dc ⊙ e[:, :3] and do = dh ⊙ e[:, 3], with
-      e_i = g σ'(i),  e_f = c_{t−1} σ'(f),  e_g = i (1 − g²),  e_o = tanh(c_t) σ'(o);
+    e (K, 4, H, B) in the internal order o, i, f, g, so that the carried gate gradients
+    (see _lstm_weights) are d'_o = dh ⊙ e[:, 0] and (d'_i, d'_f, d'_g) = dc ⊙ e[:, 1:]:
+      e_o = 2 tanh(c_t) σ'(o),  e_i = 2 g σ'(i),  e_f = 2 c_{t−1} σ'(f),  e_g = i (1 − g²)
+    with σ' = s (1 − s) and the 2 = S⁻¹ of the halved sigmoid rows (exact);
     dcdh (K, H, B) = o (1 − tanh²(c_t)) so that dc = dc_next + dh ⊙ dcdh;
     fc (K, H, B) = f (1 at padding) so that dc_prev = dc ⊙ fc.
     """
-    a = c.gates[t0:t1]  # (K, 4H, B), order i, f, o, g
+    a = c.gates[t0:t1]  # (K, 4H, B), order o, i, f, g
     K, G, B = a.shape
     H = G // 4
-    i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+    o, i, f, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
     tc = c.tanh_c[t0:t1]
     e = np.empty((K, 4, H, B), dtype=a.dtype)
-    sd = np.subtract(1, a[:, : 3 * H])  # σ' = s (1 − s) for i, f, o
+    sd = np.subtract(1, a[:, : 3 * H])  # 2 σ' = 2 s (1 − s) for o, i, f
     sd *= a[:, : 3 * H]
-    np.multiply(g, sd[:, :H], out=e[:, 0])
-    np.multiply(_before(c.cs, c.reverse)[t0:t1], sd[:, H : 2 * H], out=e[:, 1])
-    np.multiply(g, g, out=e[:, 2])
-    np.subtract(1, e[:, 2], out=e[:, 2])
-    e[:, 2] *= i
-    np.multiply(tc, sd[:, 2 * H :], out=e[:, 3])
+    sd *= 2
+    np.multiply(tc, sd[:, :H], out=e[:, 0])
+    np.multiply(g, sd[:, H : 2 * H], out=e[:, 1])
+    np.multiply(_before(c.cs, c.reverse)[t0:t1], sd[:, 2 * H :], out=e[:, 2])
+    np.multiply(g, g, out=e[:, 3])
+    np.subtract(1, e[:, 3], out=e[:, 3])
+    e[:, 3] *= i
     dcdh = np.multiply(tc, tc)
     np.subtract(1, dcdh, out=dcdh)
     dcdh *= o
@@ -571,7 +626,7 @@ def lstm_backward(dout, dstate, cache: _Cache):
     dout_t, (dh, dc_next) = _check_upstream(c, dout, [dh_n, dc_n], ["dh_n", "dc_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
-    dgates = np.empty((T, 4 * H, B), dtype=dh.dtype)  # pre-activation gradients i, f, g, o
+    dgates = np.empty((T, 4 * H, B), dtype=dh.dtype)  # d' (see _lstm_weights): o, i, f, g
     dc = np.empty_like(dh)
     dh_prev = np.empty_like(dh)
     w_hh_t = c.w_hh.T  # (H, 4H)
@@ -584,8 +639,8 @@ def lstm_backward(dout, dstate, cache: _Cache):
             dh += dout_t[t]
             np.multiply(dh, dcdh[k], out=dc)  # 1. the cell gradient
             dc += dc_next
-            np.multiply(e[k, :3], dc, out=d[: 3 * H].reshape(3, H, B))  # 2. di, df, dg
-            np.multiply(e[k, 3], dh, out=d[3 * H :])  # do
+            np.multiply(e[k, 0], dh, out=d[:H])  # 2. d'_o
+            np.multiply(e[k, 1:], dc, out=d[H:].reshape(3, H, B))  # d'_i, d'_f, d'_g
             np.multiply(dc, fc[k], out=dc_next)  # 3. to the previous step
             if careful:
                 _flush_subnormals_([d, dc_next])
@@ -596,7 +651,12 @@ def lstm_backward(dout, dstate, cache: _Cache):
             if careful:
                 _flush_subnormals_([dh])
         careful = _flush_subnormals_([dh, dc_next], [dgates[t0:t1]])
-    dx, grads = _weight_grads(c, dgates, None)
+    # internal o | i, f, g rows -> PyTorch's i, f, g | o; dx = w_ihᵀ d' is already true
+    rows = [(slice(0, H), slice(3 * H, 4 * H)), (slice(H, 4 * H), slice(0, 3 * H))]
+    dx, grads = _weight_grads(c, dgates, None, rows)
+    for g in grads.values():  # d' xᵀ -> S (d' xᵀ): halve the sigmoid rows i, f and o
+        g[: 2 * H] *= 0.5
+        g[3 * H :] *= 0.5
     return dx, (dh.T.copy(), dc_next.T.copy()), grads
 
 
@@ -617,7 +677,7 @@ def gru_forward(
     biases (3H,) or None; mask (T, B) or lengths (B,). Returns ``out`` (T, B, H),
     ``h_n`` (B, H) and a cache for :func:`gru_backward`.
     """
-    x, (hs,), w_ih, w_hh, b_ih, b_hh, pad = _prepare(
+    x, (hs,), w_ih, w_hh, b_ih, b_hh, pad, versions = _prepare(
         "GRU", 3, x, [("h0", h0)], weight_ih, weight_hh, bias_ih, bias_hh, mask, lengths, reverse
     )
     T, B, _ = x.shape
@@ -662,7 +722,7 @@ def gru_forward(
         hs_bh[nxt] = h.T
     cache = _Cache(
         x, gates, hs, hs_bh, w_ih, w_hh, b_ih is not None, pad, reverse, hn_part=hn_part,
-        kind="gru",
+        kind="gru", versions=versions,
     )  # fmt: skip
     return (*_outputs(hs_bh, pad, reverse), cache)
 
@@ -705,6 +765,7 @@ def gru_backward(dout, dh_n, cache: _Cache):
     Returns ``dx`` (T, B, F), ``dh0`` (B, H) and ``grads``.
     """
     c = _check_cache(cache, "gru")
+    _check_versions(c)
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]

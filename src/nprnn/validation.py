@@ -87,9 +87,22 @@ def float_array(name: str, a, *, ndim: int | None = None, dtype=None, finite: bo
     return arr
 
 
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether every entry of ``arr`` is finite, in one pass without a temporary.
+
+    A sum of finite floats is finite unless it overflows, and any NaN or inf makes it
+    non-finite; only then are the entries tested one by one.
+    """
+    if arr.dtype.kind == "f" and arr.size:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.add.reduce(arr, axis=None)):
+                return True
+    return bool(np.isfinite(arr).all())
+
+
 def check_finite(name: str, arr: np.ndarray) -> None:
     """Raise ``ValueError`` naming the first NaN or inf entry of ``arr``."""
-    if arr.size and not np.isfinite(arr).all():
+    if arr.size and not all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]
         idx = tuple(int(i) for i in bad)
         raise ValueError(
