@@ -22,7 +22,9 @@ input that is what PyTorch's packed sequences compute for the backward direction
 Forward functions return ``(out, state_n, cache)``; backward functions take the upstream
 gradients of ``out`` and of the final state (either may be ``None`` for zeros) and return
 ``(dx, dstate0, grads)``, ``grads`` keyed ``weight_ih, weight_hh[, bias_ih, bias_hh]``.
-A cache may be backpropagated more than once.
+A cache may be backpropagated more than once. Weights updated in place between a
+forward and its backward make the RNN/GRU backward raise ``RuntimeError`` (their caches
+hold the caller's arrays); the LSTM cache keeps its own reordered copy.
 
 **How it is fast.** What PyTorch's CPU path and cuDNN do, plus care for NumPy's costs:
 
@@ -37,6 +39,8 @@ A cache may be backpropagated more than once.
    gates) that are computed for a chunk of steps at once, so a step costs a handful of
    NumPy calls even when B is 1, while the chunk stays in cache when B·H is large.
 6. After the backward loop, dW_ih, dW_hh and dx are single GEMMs over all T·B rows.
+7. A gradient vanishing through time is flushed to zero before it turns subnormal
+   (x86 computes 10-100× slower on subnormal floats); see :func:`_flush_subnormals_`.
 """
 
 from __future__ import annotations
