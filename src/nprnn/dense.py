@@ -132,5 +132,11 @@ class Embedding(Module):
         if self.padding_idx is not None:
             keep = flat != self.padding_idx
             flat, d2 = flat[keep], d2[keep]
-        np.add.at(self.grads["weight"], flat, d2)  # exact sum over repeated ids
+        if flat.size:
+            # sum the rows of each id, then add once per id: a sort and a segmented
+            # sum are ~4x faster than np.add.at's unbuffered scatter
+            order = np.argsort(flat, kind="stable")
+            ids_sorted = flat[order]
+            starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
+            self.grads["weight"][ids_sorted[starts]] += np.add.reduceat(d2[order], starts, 0)
         return None
