@@ -64,3 +64,18 @@ def test_task_prints_one_json_line(capsys):
     (line,) = out.strip().splitlines()
     res = json.loads(line)
     assert res["task"] == "adding" and res["T"] == 5 and res["mse"] >= 0
+
+
+def test_delegated_commands_run_on_one_blas_thread(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(cli, "set_blas_threads", lambda n: calls.append(n) or True)
+    code, _, err = run(capsys, "task", "adding", "--T", 3, "--steps", 1, "--hidden", 2,
+                       "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert calls == [1]
+    calls.clear()
+    from nprnn import bench
+
+    monkeypatch.setattr(bench, "main", lambda argv: 0)
+    assert cli.main(["bench", "--json"]) == 0
+    assert calls == []  # bench has its own --threads

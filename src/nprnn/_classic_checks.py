@@ -10,17 +10,13 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .validation import check_shape, float_array, mask_array
+from .validation import check_shape, float_array, format_shape, mask_array
 
 RNN_KEYS = ("Wax", "Waa", "Ba", "Wya", "By")
 LSTM_KEYS = ("Wf", "bf", "Wi", "bi", "Wc", "bc", "Wo", "bo", "Wy", "by")
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _fmt(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
 
 
 def _params(parameters, keys) -> dict:
@@ -83,7 +79,7 @@ def _sequence_input(x):
     n_x, m, Tx = x.shape
     if m == 0 or Tx == 0:
         raise ValueError(
-            f"x has shape {_fmt(x.shape)}: it needs m >= 1 sequences and Tx >= 1 steps"
+            f"x has shape {format_shape(x.shape)}: it needs m >= 1 sequences and Tx >= 1 steps"
         )
     return x
 
@@ -95,7 +91,7 @@ def _mask(mask, Tx, m, ref="x is (n_x, m={m}, Tx={Tx})"):
     mk = np.asarray(mask)
     if mk.shape != (Tx, m):
         raise ValueError(
-            f"mask has shape {_fmt(mk.shape)} but {ref.format(m=m, Tx=Tx)}: "
+            f"mask has shape {format_shape(mk.shape)} but {ref.format(m=m, Tx=Tx)}: "
             f"expected (Tx, m) = ({Tx}, {m})"
         )
     return mask_array(mk, None, Tx, m)
@@ -107,7 +103,7 @@ def _mask_t(mask_t, m, dt):
         return None
     mk = np.asarray(mask_t)
     if mk.shape not in ((1, m), (m,)):
-        raise ValueError(f"mask_t has shape {_fmt(mk.shape)}: expected (1, m) = (1, {m})")
+        raise ValueError(f"mask_t has shape {format_shape(mk.shape)}: expected (1, m) = (1, {m})")
     return mask_array(mk.reshape(1, m), None, 1, m).astype(dt)
 
 
@@ -199,7 +195,7 @@ def _predictions(y_pred, y_true):
     y_pred = float_array("y_pred", y_pred, ndim=3)
     if 0 in y_pred.shape:
         raise ValueError(
-            f"y_pred has shape {_fmt(y_pred.shape)}: it needs n_y >= 1 classes, m >= 1 "
+            f"y_pred has shape {format_shape(y_pred.shape)}: it needs n_y >= 1 classes, m >= 1 "
             "sequences and Tx >= 1 steps (n_y, m, Tx)"
         )
     y_true = float_array("y_true", y_true)
@@ -276,12 +272,15 @@ def _check_caches(caches, what, y_pred, kind):
         step = validate(c, f"caches[{t}]")
         a, x = step[0].shape, step[ix].shape  # (n_a, m), (n_x, m)
         if a[1] != m:
-            raise ValueError(f"caches[{t}] holds states of shape {_fmt(a)} but y_pred has m={m}")
+            raise ValueError(
+                f"caches[{t}] holds states of shape {format_shape(a)} but y_pred has m={m}"
+            )
         if steps and (a, x) != (steps[0][0].shape, steps[0][ix].shape):
             a0, x0 = steps[0][0].shape, steps[0][ix].shape
             raise ValueError(
-                f"caches[{t}] holds a state {_fmt(a)} and xt {_fmt(x)} but caches[0] holds "
-                f"{_fmt(a0)} and {_fmt(x0)}: all steps must come from one forward pass"
+                f"caches[{t}] holds a state {format_shape(a)} and xt {format_shape(x)} but "
+                f"caches[0] holds {format_shape(a0)} and {format_shape(x0)}: all steps must "
+                "come from one forward pass"
             )
         _check_n_y(n_y, m, Tx, wy, step[ip][wy].shape, where=f"caches[{t}]")
         steps.append(step)
@@ -292,6 +291,6 @@ def _check_n_y(n_y, m, Tx, wy, w_shape, where="caches"):
     if w_shape[0] != n_y:
         raise ValueError(
             f"y_pred has n_y={n_y} classes but the parameters in {where} have "
-            f"n_y={w_shape[0]} ({wy} is {_fmt(w_shape)}): expected y_pred and y_true of shape "
-            f"(n_y, m, Tx) = ({w_shape[0]}, {m}, {Tx})"
+            f"n_y={w_shape[0]} ({wy} is {format_shape(w_shape)}): expected y_pred and y_true "
+            f"of shape (n_y, m, Tx) = ({w_shape[0]}, {m}, {Tx})"
         )

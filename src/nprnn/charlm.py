@@ -27,10 +27,11 @@ import numpy as np
 from .dense import Embedding, Linear
 from .layers import GRU, LSTM, RNN
 from .losses import softmax_cross_entropy
+from .module import Stack
 from .validation import (
     as_float_dtype,
     as_rng,
-    check_finite,
+    format_shape,
     index_array,
     one_of,
     positive_int,
@@ -42,7 +43,7 @@ __all__ = ["CharLM", "MODELS"]
 MODELS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
 
-class CharLM:
+class CharLM(Stack):
     """Embedding → recurrent stack → Linear head, with exact gradients.
 
     ``CharLM(vocab_size, *, model="lstm", hidden=128, layers=1, dropout=0.0,
@@ -50,6 +51,8 @@ class CharLM:
     ``hidden``. ``dropout`` is applied between recurrent layers and before the head,
     only in training mode (``train()``, the default; ``eval()`` switches it off).
     """
+
+    parts = ("embedding", "rnn", "head")
 
     def __init__(
         self,
@@ -153,7 +156,8 @@ class CharLM:
             if name in weights:
                 got = tuple(np.shape(weights[name]))
                 if got != want:
-                    problems.append(f"{name} has shape {_fmt(got)}, expected {_fmt(want)}")
+                    got, want = format_shape(got), format_shape(want)
+                    problems.append(f"{name} has shape {got}, expected {want}")
         if problems:
             raise ValueError("the weights do not fit this model: " + "; ".join(problems))
 
@@ -191,69 +195,6 @@ class CharLM:
         """Switch dropout off."""
         self.training = False
         return self
-
-    # ------------------------------------------------------------------ parameters
-
-    def _named(self, attr: str) -> dict:
-        out = {f"embedding.{k}": v for k, v in getattr(self.embedding, attr).items()}
-        out.update({f"rnn.{k}": v for k, v in getattr(self.rnn, attr).items()})
-        out.update({f"head.{k}": v for k, v in getattr(self.head, attr).items()})
-        return out
-
-    def params(self) -> dict:
-        """Flat ``{name: array}`` of the parameters (the live arrays, not copies)."""
-        return self._named("params")
-
-    def grads(self) -> dict:
-        """Flat ``{name: array}`` of the accumulated gradients, same names as ``params()``."""
-        return self._named("grads")
-
-    def zero_grad(self) -> None:
-        """Clear every accumulated gradient."""
-        for m in (self.embedding, self.rnn, self.head):
-            m.zero_grad()
-
-    def state_dict(self) -> dict:
-        """Copies of the parameters under their PyTorch-style names."""
-        return {k: np.array(v, copy=True) for k, v in self.params().items()}
-
-    def load_state_dict(self, d) -> None:
-        """Load ``{name: array-like}`` in place; all or nothing.
-
-        Names and shapes must match ``params()`` exactly and the values must be finite
-        real numbers (converted to the model's dtype); one ``ValueError`` names every
-        missing, unexpected and mis-shaped parameter by its full name. Everything is
-        checked before anything is copied, so a refused load changes nothing.
-        """
-        if not isinstance(d, Mapping):
-            raise TypeError(f"load_state_dict needs a mapping of name -> array, got {d!r}")
-        own = self.params()
-        missing = [k for k in own if k not in d]
-        extra = sorted(str(k) for k in d if k not in own)
-        problems = (["missing " + ", ".join(missing)] if missing else []) + (
-            ["unexpected " + ", ".join(extra)] if extra else []
-        )
-        new = {}
-        for name, p in own.items():
-            if name not in d:
-                continue
-            value = d[name]
-            if hasattr(value, "detach"):  # a torch tensor that may require grad
-                value = value.detach().cpu().numpy()
-            arr = np.asarray(value)
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"load_state_dict: {name} must hold real numbers, got {arr.dtype}")
-            if arr.shape != p.shape:
-                problems.append(f"{name} has shape {_fmt(arr.shape)}, expected {_fmt(p.shape)}")
-                continue
-            with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused below
-                new[name] = arr.astype(self.dtype)
-        if problems:
-            raise ValueError("the weights do not fit this model: " + "; ".join(problems))
-        for name, arr in new.items():
-            check_finite(f"load_state_dict: {name}", arr)
-        for name, arr in new.items():
-            own[name][...] = arr  # in place: optimizers keep their references
 
     # ------------------------------------------------------------------ forward / backward
 
@@ -376,10 +317,6 @@ class CharLM:
             logits, state = self.logits(nxt[None, :], state)
         texts = [prime + vocab.decode(out[b, : lengths[b]]) for b in range(B)]
         return texts if mode == "lines" else texts[0]
-
-
-def _fmt(shape) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
 
 
 def _param_shapes(c: dict, layers: int) -> dict:

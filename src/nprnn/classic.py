@@ -61,7 +61,6 @@ from ._classic_checks import (
     _check_caches,
     _dlogits,
     _dtype,
-    _fmt,
     _lstm_dims,
     _lstm_step_cache,
     _mask,
@@ -74,7 +73,7 @@ from ._classic_checks import (
     _state,
     _steps_mask,
 )
-from .validation import check_shape, float_array
+from .validation import check_shape, float_array, format_shape
 
 __all__ = [
     "softmax",
@@ -165,7 +164,8 @@ def pad_sequences(sequences, max_len=None, padding_value=0):
     for i, s in enumerate(seqs):
         if s.ndim != 2:
             raise ValueError(
-                f"sequences[{i}] has shape {_fmt(s.shape)}: expected (embedding_size, seq_len)"
+                f"sequences[{i}] has shape {format_shape(s.shape)}: "
+                "expected (embedding_size, seq_len)"
             )
         if s.shape[0] != seqs[0].shape[0]:
             raise ValueError(

@@ -47,6 +47,7 @@ from .checkpoint import CheckpointError, RunDir, load_model, save_checkpoint
 from .dense import Embedding, Linear
 from .layers import GRU, LSTM, RNN
 from .losses import softmax_cross_entropy
+from .module import Stack
 from .optim import LRSchedule, clip_grad_norm, make_optimizer
 from .text import DataError, Vocab, read_text, split_train_val
 from .validation import as_float_dtype, as_rng, one_of, positive_int, real_in_range
@@ -125,7 +126,7 @@ def _pad(seqs, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
 # ----------------------------------------------------------------------------- the model
 
 
-class SeqClassifier:
+class SeqClassifier(Stack):
     """Embedding → recurrent stack → final state(s) of the last layer → Linear.
 
     ``SeqClassifier(vocab_size, n_labels, *, model="lstm", hidden=64, layers=1,
@@ -134,6 +135,8 @@ class SeqClassifier:
     on the features before the head, in training mode only. Parameter names:
     ``embedding.weight``, ``rnn.weight_ih_l0`` ..., ``head.weight``, ``head.bias``.
     """
+
+    parts = ("embedding", "rnn", "head")
 
     def __init__(self, vocab_size, n_labels, *, model="lstm", hidden=64, layers=1,
                  bidirectional=False, dropout=0.0, embedding_dim=None, dtype=np.float32,
@@ -183,37 +186,6 @@ class SeqClassifier:
     def eval(self) -> SeqClassifier:
         self.training = False
         return self
-
-    def _named(self, attr: str) -> dict:
-        return {f"{p}.{k}": v for p, m in (("embedding", self.embedding), ("rnn", self.rnn),
-                                          ("head", self.head))
-                for k, v in getattr(m, attr).items()}  # fmt: skip
-
-    def params(self) -> dict:
-        """Flat ``{name: array}`` of the live parameters."""
-        return self._named("params")
-
-    def grads(self) -> dict:
-        """Flat ``{name: array}`` of the accumulated gradients."""
-        return self._named("grads")
-
-    def zero_grad(self) -> None:
-        for m in (self.embedding, self.rnn, self.head):
-            m.zero_grad()
-
-    def state_dict(self) -> dict:
-        return {k: v.copy() for k, v in self.params().items()}
-
-    def load_state_dict(self, d) -> None:
-        """Load ``{name: array-like}`` in place; names and shapes must match."""
-        own = self.params()
-        missing, extra = sorted(set(own) - set(d)), sorted(set(d) - set(own))
-        if missing or extra:
-            raise ValueError(f"the weights do not fit this model: missing {missing}, "
-                             f"unexpected {extra}")  # fmt: skip
-        for prefix, m in (("embedding.", self.embedding), ("rnn.", self.rnn),
-                          ("head.", self.head)):  # fmt: skip
-            m.load_state_dict({n: d[prefix + n] for n in m.params})
 
     # ------------------------------------------------------------------ forward / backward
 

@@ -96,6 +96,14 @@ POS_INT, NONNEG_INT = _number(int, 1), _number(int, 0)
 POS_FLOAT, NONNEG_FLOAT = _number(float, 0.0, low_open=True), _number(float, 0.0)
 
 
+THREADS = {  # the --threads option of train, sample and eval
+    "type": NONNEG_INT,
+    "default": 1,
+    "help": "BLAS threads; 1 is fastest for the small matrices of a character model "
+    "(0: the BLAS library's default)",
+}
+
+
 def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
     """The argument parser of ``nprnn`` (train, sample, eval; the others are delegated).
 
@@ -187,13 +195,7 @@ def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
     a("--force", action="store_true", help="replace the run in --out with a new one")
     a("--samples", type=NONNEG_INT, default=5, help="samples to print at the end")
     a("--quiet", action="store_true", help="no progress bar, no per-evaluation lines")
-    a(
-        "--threads",
-        type=NONNEG_INT,
-        default=1,
-        help="BLAS threads; 1 is fastest for the small matrices of a character model "
-        "(0: the BLAS library's default)",
-    )
+    a("--threads", **THREADS)
 
     s = sub.add_parser(
         "sample",
@@ -214,13 +216,7 @@ def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
     a("--seed", type=NONNEG_INT, help="seed of the sampler (default: fresh randomness)")
     a("--max-len", type=POS_INT, default=100, help="lines mode: longest line generated")
     a("--checkpoint", choices=("best", "last"), default="best", help="which weights to use")
-    a(
-        "--threads",
-        type=NONNEG_INT,
-        default=1,
-        help="BLAS threads; 1 is fastest for the small matrices of a character model "
-        "(0: the BLAS library's default)",
-    )
+    a("--threads", **THREADS)
 
     e = sub.add_parser(
         "eval",
@@ -242,13 +238,7 @@ def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
     )
     a("--seq-len", type=POS_INT, default=256, help="stream mode: characters per chunk")
     a("--checkpoint", choices=("best", "last"), default="best", help="which weights to use")
-    a(
-        "--threads",
-        type=NONNEG_INT,
-        default=1,
-        help="BLAS threads; 1 is fastest for the small matrices of a character model "
-        "(0: the BLAS library's default)",
-    )
+    a("--threads", **THREADS)
 
     for name, (_, _, text) in DELEGATED.items():  # listed here, parsed by their modules
         d = sub.add_parser(name, help=text, add_help=False)
@@ -303,6 +293,8 @@ def main(argv=None) -> int:
     try:
         delegate = _delegate(argv)
         if delegate is not None:
+            if argv[0] != "bench":  # bench sets threads itself (--threads)
+                set_blas_threads(THREADS["default"])
             return delegate(argv[1:])
         args = parser.parse_args(argv)
         if getattr(args, "threads", 0):

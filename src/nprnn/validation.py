@@ -19,8 +19,13 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def format_shape(shape) -> str:
+    """A shape as Python writes it: ``(3,)``, ``(7, 4)``."""
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
 def _shape(a) -> str:
-    return "(" + ", ".join(str(s) for s in a.shape) + (",)" if a.ndim == 1 else ")")
+    return format_shape(a.shape)
 
 
 def as_array(name: str, a) -> np.ndarray:
