@@ -612,3 +612,38 @@ def test_lstm_cache_is_independent_of_the_callers_weights():
     dx2, _, g2 = F.lstm_backward(np.ones((3, 2, 5)), None, cache)
     np.testing.assert_array_equal(dx, dx2)
     np.testing.assert_array_equal(g["weight_hh"], g2["weight_hh"])
+
+
+# ----------------------------------------------------------------------------- chunking
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "holes"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_any_chunking_gives_the_same_result(cell, reverse, mask_kind, monkeypatch):
+    """The forward projects the inputs per chunk of steps, the backward computes its
+    factors per chunk: any chunking (one step, uneven chunks with a short last one, one
+    chunk for all) gives the same outputs and gradients; a many-chunk run passes gradcheck."""
+    T, B = 11, 3
+    p, mask, R, S = _problem(cell, T, B, 3, 4, SEED + 9, mask_kind, reverse=reverse)
+    kw = dict(mask=mask, reverse=reverse)
+
+    def chunking(proj_cols, chunk_steps):
+        monkeypatch.setattr(F, "_PROJ_COLS", proj_cols)
+        monkeypatch.setattr(F, "_CHUNK_STEPS", chunk_steps)
+        monkeypatch.setattr(F, "_CHUNK_ELEMS", 10**9)
+
+    chunking(10**9, 10**9)
+    ref_out, ref_states, _ = run_forward(cell, p, **kw)
+    ref = loss_grads(cell, p, R, S, **kw)
+    for proj_cols, chunk_steps in [(1, 1), (7, 4), (12, 2), (10**9, 3)]:  # 1, 3, 4, T steps
+        chunking(proj_cols, chunk_steps)
+        out, states, _ = run_forward(cell, p, **kw)
+        assert rel_err(out, ref_out) < 1e-14
+        for s, r in zip(states, ref_states, strict=True):
+            assert rel_err(s, r) < 1e-14
+        got = loss_grads(cell, p, R, S, **kw)
+        for k in ref:
+            assert rel_err(got[k], ref[k]) < 1e-13, f"{k} with {proj_cols}, {chunk_steps}"
+    chunking(7, 3)
+    _gradcheck(cell, p, R, S, **kw)

@@ -30,6 +30,7 @@ import tracemalloc
 
 import numpy as np
 
+from . import _workspace
 from . import functional as Fn
 
 SHAPES = [  # (cell, H, B, T, nonlinearity)
@@ -54,7 +55,9 @@ def _median_time(fn, repeat: int) -> float:
 
 
 def _peak_bytes(fn) -> int:
-    """Peak memory NumPy allocates while ``fn`` runs (NumPy reports to tracemalloc)."""
+    """Peak memory NumPy allocates while ``fn`` runs (NumPy reports to tracemalloc),
+    counting the kernels' reused buffers (freed first, so that ``fn`` allocates them)."""
+    _workspace.release()
     tracemalloc.start()
     try:
         fn()

@@ -28,7 +28,7 @@ hold the caller's arrays); the LSTM cache keeps its own reordered copy.
 
 **How it is fast.** What PyTorch's CPU path and cuDNN do, plus care for NumPy's costs:
 
-1. The input projection of all steps is one GEMM, (G·H, F) × (F, T·B).
+1. The input projection is one GEMM per chunk of steps, (G·H, F) × (F, K·B).
 2. One fused gate GEMM per step for the recurrence, written into preallocated buffers.
 3. Inside, every per-step array is feature-major, (G·H, B): each gate is a contiguous
    (H, B) block, so the element-wise passes run on contiguous memory (2–4× faster in
@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import _workspace
 from .validation import _shape, check_finite, check_shape, float_array, mask_array, one_of
 
 __all__ = [
@@ -69,6 +70,10 @@ _CHUNK_ELEMS = 1 << 16
 # ... and at most this many steps, so a gradient vanishing through time spends at most
 # that many steps as subnormal numbers before it is flushed (see _flush_subnormals_).
 _CHUNK_STEPS = 16
+# Columns (steps × batch rows) per chunk of the forward's input projection: from about
+# 256 on, a (G·H, F) @ (F, K·B) GEMM runs as fast as one over all T·B columns (measured,
+# OpenBLAS float32, H = F = 256..1024), and a chunk of 512 stays in cache.
+_PROJ_COLS = 512
 
 
 # ----------------------------------------------------------------------------- activations
@@ -182,16 +187,18 @@ def _check_cache(cache, kind: str) -> _Cache:
     return cache
 
 
-def _slots(T: int, reverse: bool):
-    """Step order and state slots: step t reads slot ``prev``, writes slot ``nxt``.
+def _slots(T: int, reverse: bool, t0: int = 0, t1: int | None = None):
+    """Step order and state slots: step t reads slot ``prev``, writes slot ``nxt``;
+    for the steps in [t0, t1) (all by default), in the forward's processing order.
 
     Forward: slot 0 = h0, slot t+1 = state after step t. Reverse: slot T = h0, slot t =
     state after step t. In time order, the states before the steps are ``hs[:-1]``
     (forward) or ``hs[1:]`` (reverse) and the final state is ``hs[-1]`` or ``hs[0]``.
     """
+    t1 = T if t1 is None else t1
     if reverse:
-        return [(t, t + 1, t) for t in range(T - 1, -1, -1)]
-    return [(t, t, t + 1) for t in range(T)]
+        return [(t, t + 1, t) for t in range(t1 - 1, t0 - 1, -1)]
+    return [(t, t, t + 1) for t in range(t0, t1)]
 
 
 def _before(buf, reverse):
@@ -209,6 +216,22 @@ def _chunks(T: int, per_step: int, reverse: bool):
     k = max(1, min(T, _CHUNK_STEPS, _CHUNK_ELEMS // max(per_step, 1)))
     bounds = [(t0, min(t0 + k, T)) for t0 in range(0, T, k)]
     return bounds if reverse else bounds[::-1]
+
+
+def _flush_spans(chunks):
+    """For each backward chunk, the steps [lo, hi) whose stored gradients the subnormal
+    check after it covers, or None for no check there: it runs once _CHUNK_STEPS steps
+    have gone by since the last one (a check costs ~8 passes over the carried
+    gradients: every step would be 5% of an LSTM backward at H·B = 16K), and at the end."""
+    spans, lo, hi = [], None, None
+    for i, (t0, t1) in enumerate(chunks):
+        lo, hi = (t0, t1) if lo is None else (min(lo, t0), max(hi, t1))
+        if hi - lo >= _CHUNK_STEPS or i == len(chunks) - 1:
+            spans.append((lo, hi))
+            lo = hi = None
+        else:
+            spans.append(None)
+    return spans
 
 
 def _flush_subnormals_(carried, chunk=()) -> bool:
@@ -272,7 +295,7 @@ def _prepare(kind, G, x, states, weight_ih, weight_hh, bias_ih, bias_hh, mask, l
         else:
             s = float_array(name, s, ndim=2, dtype=dt)
             check_shape(name, s, (B, H), hint=f"x is (T={T}, B={B}, F={F}) and H={H}")
-        buf = np.empty((T + 1, H, B), dtype=dt)
+        buf = _workspace.empty((T + 1, H, B), dt)
         buf[T if reverse else 0] = s.T
         slots.append(buf)
     m = mask_array(mask, lengths, T, B)
@@ -311,11 +334,13 @@ def _check_upstream(c: _Cache, dout, dstates, names):
     H = c.hs.shape[1]
     dt = c.x.dtype
     if dout is None:
-        dout_t = np.zeros((T, H, B), dtype=dt)
+        dout_t = _workspace.empty((T, H, B), dt)
+        dout_t[...] = 0
     else:
         dout = float_array("dout", dout, ndim=3, dtype=dt)
         check_shape("dout", dout, (T, B, H), hint="it must match out")
-        dout_t = np.array(dout.transpose(0, 2, 1), order="C")  # always a copy: written below
+        dout_t = _workspace.empty((T, H, B), dt)  # a copy: written below
+        np.copyto(dout_t, dout.transpose(0, 2, 1))
         if c.pad is not None:
             np.copyto(dout_t, 0, where=c.pad)  # out is constant 0 at padding
     res = []
@@ -329,13 +354,26 @@ def _check_upstream(c: _Cache, dout, dstates, names):
     return dout_t, res
 
 
-def _input_projection(x, w_ih, bias):
-    """All steps at once: (G·H, F) @ (F, T·B) + b → (G·H, T, B)."""
+def _projected_steps(x, w_ih, bias, reverse):
+    """The steps in processing order as ``(t, prev, nxt, xp_t)`` (see :func:`_slots`),
+    with xp_t (G·H, B) = W_ih x_t + b.
+
+    The projection is one GEMM per chunk of steps, (G·H, F) @ (F, K·B) with K·B about
+    _PROJ_COLS, into one reused buffer: as fast as a single GEMM over all T·B columns,
+    without a (G·H, T·B) array written to memory and read back.
+    """
     T, B, F = x.shape
-    xp = np.matmul(w_ih, x.reshape(T * B, F).T)  # (G·H, T·B)
-    if bias is not None:
-        xp += bias[:, None]
-    return xp.reshape(w_ih.shape[0], T, B)
+    G = w_ih.shape[0]
+    k = max(1, min(T, -(-_PROJ_COLS // B)))
+    buf = np.empty(G * k * B, dtype=x.dtype)
+    for t0 in range(T - k, -k, -k) if reverse else range(0, T, k):
+        t0, t1 = max(t0, 0), min(t0 + k, T)
+        xp = buf[: G * (t1 - t0) * B].reshape(G, (t1 - t0) * B)  # column = (step, row)
+        np.matmul(w_ih, x[t0:t1].reshape((t1 - t0) * B, F).T, out=xp)
+        if bias is not None:
+            xp += bias[:, None]
+        for t, prev, nxt in _slots(T, reverse, t0, t1):
+            yield t, prev, nxt, xp[:, (t - t0) * B : (t - t0 + 1) * B]
 
 
 def _batch_major(hs, reverse):
@@ -343,7 +381,7 @@ def _batch_major(hs, reverse):
     writes each new state into it too: that per-step transposed copy is cheaper than
     transposing all states afterwards, and out and dW_hh then read them contiguously."""
     T = hs.shape[0] - 1
-    hs_bh = np.empty((T + 1, hs.shape[2], hs.shape[1]), dtype=hs.dtype)
+    hs_bh = _workspace.empty((T + 1, hs.shape[2], hs.shape[1]), hs.dtype)
     s = T if reverse else 0
     hs_bh[s] = hs[s].T
     return hs_bh
@@ -351,11 +389,20 @@ def _batch_major(hs, reverse):
 
 def _outputs(hs_bh, pad, reverse):
     """out (T, B, H): the state after each step, 0 at padding; and the final state (B, H)."""
-    out = _after(hs_bh, reverse).copy()  # (T, B, H)
+    out = _workspace.empty_like(_after(hs_bh, reverse))  # (T, B, H)
+    np.copyto(out, _after(hs_bh, reverse))
     if pad is not None:
         np.copyto(out, 0, where=pad.transpose(0, 2, 1))
     final = (hs_bh[0] if reverse else hs_bh[-1]).copy()
     return out, final
+
+
+def _reordered(dg):
+    """(T, G·H, B) -> a (G·H, T·B) copy."""
+    T, GH, B = dg.shape
+    out = _workspace.empty((GH, T, B), dg.dtype)
+    np.copyto(out, dg.transpose(1, 0, 2))
+    return out.reshape(GH, T * B)
 
 
 def _weight_grads(c: _Cache, dg_ih, dg_hh, rows=None):
@@ -368,16 +415,17 @@ def _weight_grads(c: _Cache, dg_ih, dg_hh, rows=None):
     """
     T, B, F = c.x.shape
     H = c.hs.shape[1]
-    dgi = np.ascontiguousarray(dg_ih.transpose(1, 0, 2)).reshape(-1, T * B)  # (G·H, T·B)
+    dgi = _reordered(dg_ih)  # (G·H, T·B)
     dgh = dgi
     if dg_hh is not None:
-        dgh = np.ascontiguousarray(dg_hh.transpose(1, 0, 2)).reshape(-1, T * B)
+        dgh = _reordered(dg_hh)
     h_prev = _before(c.hs_bh, c.reverse)  # (T, B, H), contiguous
-    dx = np.matmul(dgi.T, c.w_ih).reshape(T, B, F)  # (T, B, F)
+    dx = _workspace.empty((T, B, F), dgi.dtype)
+    np.matmul(dgi.T, c.w_ih, out=dx.reshape(T * B, F))
     rows = rows or [(slice(None), slice(None))]
 
     def gemm(d, a):  # d aᵀ summed over all T·B rows, rows reordered
-        out = np.empty((d.shape[0], a.shape[1]), dtype=d.dtype)
+        out = _workspace.empty((d.shape[0], a.shape[1]), d.dtype)
         for src, dst in rows:
             np.matmul(d[src], a, out=out[dst])
         return out
@@ -422,13 +470,12 @@ def rnn_forward(
     x, (hs,), w_ih, w_hh, b_ih, b_hh, pad, versions = _prepare(
         "RNN", 1, x, [("h0", h0)], weight_ih, weight_hh, bias_ih, bias_hh, mask, lengths, reverse
     )
-    T = x.shape[0]
-    xp = _input_projection(x, w_ih, None if b_ih is None else b_ih + b_hh)  # (H, T, B)
     hs_bh = _batch_major(hs, reverse)
-    for t, prev, nxt in _slots(T, reverse):
+    bias = None if b_ih is None else b_ih + b_hh
+    for t, prev, nxt, xp_t in _projected_steps(x, w_ih, bias, reverse):
         h = hs[nxt]  # (H, B)
         np.matmul(w_hh, hs[prev], out=h)
-        h += xp[:, t]
+        h += xp_t
         if nonlinearity == "tanh":
             np.tanh(h, out=h)
         else:
@@ -456,10 +503,11 @@ def rnn_backward(dout, dh_n, cache: _Cache):
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
-    d_all = np.empty((T, H, B), dtype=dh.dtype)  # pre-activation gradients
+    d_all = _workspace.empty((T, H, B), dh.dtype)  # pre-activation gradients
     dh_prev = np.empty_like(dh)
     careful = False  # flush after every step: the gradient is vanishing
-    for t0, t1 in _chunks(T, H * B, c.reverse):
+    chunks = _chunks(T, H * B, c.reverse)
+    for (t0, t1), span in zip(chunks, _flush_spans(chunks), strict=True):
         # act'(a) for the chunk, 0 at padding
         h_new = _after(c.hs, c.reverse)[t0:t1]  # (K, H, B)
         if c.relu:
@@ -482,7 +530,9 @@ def rnn_backward(dout, dh_n, cache: _Cache):
             dh, dh_prev = dh_prev, dh
             if careful:
                 _flush_subnormals_([dh])
-        careful = _flush_subnormals_([dh], [d_all[t0:t1]])
+        if span is not None:
+            lo, hi = span
+            careful = _flush_subnormals_([dh], [d_all[lo:hi]])
     dx, grads = _weight_grads(c, d_all, None)
     return dx, dh.T.copy(), grads
 
@@ -532,15 +582,14 @@ def lstm_forward(
     H = w_hh.shape[1]
     w_ih, w_hh = _lstm_weights(w_ih, H), _lstm_weights(w_hh, H)  # o, i, f, g; σ rows halved
     bias = None if b_ih is None else _lstm_weights(b_ih + b_hh, H)
-    xp = _input_projection(x, w_ih, bias)  # (4H, T, B)
-    gates = np.empty((T, 4 * H, B), dtype=x.dtype)
-    tanh_c = np.empty((T, H, B), dtype=x.dtype)
+    gates = _workspace.empty((T, 4 * H, B), x.dtype)
+    tanh_c = _workspace.empty((T, H, B), x.dtype)
     ig = np.empty((H, B), dtype=x.dtype)
     hs_bh = _batch_major(hs, reverse)
-    for t, prev, nxt in _slots(T, reverse):
+    for t, prev, nxt, xp_t in _projected_steps(x, w_ih, bias, reverse):
         a = gates[t]  # (4H, B): pre-activations, then activations
         np.matmul(w_hh, hs[prev], out=a)
-        a += xp[:, t]
+        a += xp_t
         np.tanh(a, out=a)
         _sigmoid_from_half_(a[: 3 * H])
         o, i, f, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
@@ -630,12 +679,13 @@ def lstm_backward(dout, dstate, cache: _Cache):
     dout_t, (dh, dc_next) = _check_upstream(c, dout, [dh_n, dc_n], ["dh_n", "dc_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
-    dgates = np.empty((T, 4 * H, B), dtype=dh.dtype)  # d' (see _lstm_weights): o, i, f, g
+    dgates = _workspace.empty((T, 4 * H, B), dh.dtype)  # d' (see _lstm_weights): o, i, f, g
     dc = np.empty_like(dh)
     dh_prev = np.empty_like(dh)
     w_hh_t = c.w_hh.T  # (H, 4H)
     careful = False  # flush after every step: the gradient is vanishing
-    for t0, t1 in _chunks(T, 8 * H * B, c.reverse):
+    chunks = _chunks(T, 8 * H * B, c.reverse)
+    for (t0, t1), span in zip(chunks, _flush_spans(chunks), strict=True):
         e, dcdh, fc = _lstm_factors(c, t0, t1)
         steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
         for t in steps:
@@ -654,7 +704,9 @@ def lstm_backward(dout, dstate, cache: _Cache):
             dh, dh_prev = dh_prev, dh
             if careful:
                 _flush_subnormals_([dh])
-        careful = _flush_subnormals_([dh, dc_next], [dgates[t0:t1]])
+        if span is not None:
+            lo, hi = span
+            careful = _flush_subnormals_([dh, dc_next], [dgates[lo:hi]])
     # internal o | i, f, g rows -> PyTorch's i, f, g | o; dx = w_ihᵀ d' is already true
     rows = [(slice(0, H), slice(3 * H, 4 * H)), (slice(H, 4 * H), slice(0, 3 * H))]
     dx, grads = _weight_grads(c, dgates, None, rows)
@@ -695,17 +747,16 @@ def gru_forward(
         bias[: 2 * H] += b_hh[: 2 * H]  # b_hr, b_hz join the input projection
         bias *= half[:, 0]
         b_hn = b_hh[2 * H :, None]  # (H, 1): stays inside r ⊙ (·)
-    xp = _input_projection(x, w_ih * half, bias)  # (3H, T, B)
-    w_hh_half = w_hh * half
-    gates = np.empty((T, 3 * H, B), dtype=x.dtype)
-    hn_part = np.empty((T, H, B), dtype=x.dtype)
+    w_ih_half, w_hh_half = w_ih * half, w_hh * half
+    gates = _workspace.empty((T, 3 * H, B), x.dtype)
+    hn_part = _workspace.empty((T, H, B), x.dtype)
     rec = np.empty((3 * H, B), dtype=x.dtype)
     hs_bh = _batch_major(hs, reverse)
-    for t, prev, nxt in _slots(T, reverse):
+    for t, prev, nxt, xp_t in _projected_steps(x, w_ih_half, bias, reverse):
         a = gates[t]  # (3H, B)
         np.matmul(w_hh_half, hs[prev], out=rec)
         rz = a[: 2 * H]
-        np.add(rec[: 2 * H], xp[: 2 * H, t], out=rz)
+        np.add(rec[: 2 * H], xp_t[: 2 * H], out=rz)
         np.tanh(rz, out=rz)
         _sigmoid_from_half_(rz)
         r, z, n = a[:H], a[H : 2 * H], a[2 * H :]
@@ -715,7 +766,7 @@ def gru_forward(
         else:
             np.add(rec[2 * H :], b_hn, out=hn)
         np.multiply(r, hn, out=n)
-        n += xp[2 * H :, t]
+        n += xp_t[2 * H :]
         np.tanh(n, out=n)
         h = hs[nxt]  # h' = n + z ⊙ (h − n)
         np.subtract(hs[prev], n, out=h)
@@ -773,12 +824,13 @@ def gru_backward(dout, dh_n, cache: _Cache):
     dout_t, (dh,) = _check_upstream(c, dout, [dh_n], ["dh_n"])
     T, B, _ = c.x.shape
     H = c.hs.shape[1]
-    dg_ih = np.empty((T, 3 * H, B), dtype=dh.dtype)  # (dr, dz, dn)
-    dg_hh = np.empty((T, 3 * H, B), dtype=dh.dtype)  # (dr, dz, dn ⊙ r)
+    dg_ih = _workspace.empty((T, 3 * H, B), dh.dtype)  # (dr, dz, dn)
+    dg_hh = _workspace.empty((T, 3 * H, B), dh.dtype)  # (dr, dz, dn ⊙ r)
     dhz = np.empty_like(dh)
     dh_prev = np.empty_like(dh)
     careful = False  # flush after every step: the gradient is vanishing
-    for t0, t1 in _chunks(T, 6 * H * B, c.reverse):
+    chunks = _chunks(T, 6 * H * B, c.reverse)
+    for (t0, t1), span in zip(chunks, _flush_spans(chunks), strict=True):
         e = _gru_factors(c, t0, t1)
         steps = range(t0, t1) if c.reverse else range(t1 - 1, t0 - 1, -1)
         for t in steps:
@@ -798,7 +850,9 @@ def gru_backward(dout, dh_n, cache: _Cache):
             dh, dh_prev = dh_prev, dh
             if careful:
                 _flush_subnormals_([dh])
-        careful = _flush_subnormals_([dh], [dg_hh[t0:t1], dg_ih[t0:t1, 2 * H :]])
+        if span is not None:
+            lo, hi = span
+            careful = _flush_subnormals_([dh], [dg_hh[lo:hi], dg_ih[lo:hi, 2 * H :]])
     dg_ih[:, : 2 * H] = dg_hh[:, : 2 * H]
     dx, grads = _weight_grads(c, dg_ih, dg_hh)
     return dx, dh.T.copy(), grads
