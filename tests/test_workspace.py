@@ -92,3 +92,12 @@ def test_kernel_outputs_kept_by_the_caller_stay_intact():
     np.testing.assert_array_equal(g1["weight_hh"], keep_g)
     dx1b, _, _ = F.lstm_backward(np.ones_like(out1), None, cache1)  # cache1 intact too
     np.testing.assert_array_equal(dx1b, keep_dx)
+
+
+def test_release_is_public():
+    import nprnn
+
+    assert nprnn.release_workspace is ws.release
+    a = ws.empty((MB,), np.uint8)
+    del a
+    assert nprnn.release_workspace() >= MB

@@ -11,10 +11,12 @@ Public names: the layers :class:`RNN`, :class:`LSTM`, :class:`GRU`, :class:`Line
 :class:`Embedding`; the loss :func:`softmax_cross_entropy`; the checker :func:`gradcheck`;
 and the modules :mod:`~nprnn.functional` (sequence kernels), :mod:`~nprnn.classic` (the
 notebook's API, fixed) and :mod:`~nprnn.optim` (optimizers). NumPy is the only
-dependency of all of these.
+dependency of all of these. :func:`release_workspace` frees the large buffers the
+kernels keep for reuse (at most 1 GiB; see :mod:`nprnn._workspace`).
 """
 
 from . import classic, functional, optim
+from ._workspace import release as release_workspace
 from .dense import Embedding, Linear
 from .gradcheck import gradcheck
 from .layers import GRU, LSTM, RNN
@@ -33,5 +35,6 @@ __all__ = [
     "functional",
     "classic",
     "optim",
+    "release_workspace",
     "__version__",
 ]
