@@ -33,7 +33,7 @@ What is fixed (the notebook's faults):
    multiplied ``da_prev``/``dc_prev`` by the mask and cut it).
 
 ``rnn_forward`` / ``lstm_forward`` and their backwards run on the kernels of
-:mod:`nprnn.functional` (one input GEMM for all steps, one fused gate GEMM per step).
+:mod:`nprnn.functional` (the input projection as a few large GEMMs, one fused gate GEMM per step).
 They still return the notebook's ``caches``: a list of per-step tuples with the same
 fields, so ``caches[0]`` unpacks as before and the cell functions accept them. The list
 also carries the kernel's cache, which the sequence backward uses; a plain list of
