@@ -20,9 +20,19 @@ def test_rows_are_consistent():
         assert np.isclose(r["notebook_over_nprnn"], r["notebook_s"] / r["nprnn_s"])
         assert r["elementwise_s"] == max(r["nprnn_s"] - r["floor_s"], 0.0)
         assert r["torch_s"] is None and r["torch_over_nprnn"] is None
+        assert r["step_gemm_gflops"] > 0 and r["torch_step_gemm_gflops"] is None
     table = bench.format_table(rows, 100.0)
+    assert f"| {rows[0]['step_gemm_gflops']:.0f} / — |" in table
     assert sum(ln.startswith("| ") for ln in table.splitlines()) == len(rows) + 1  # + header
     assert "100 GFLOP/s" in table
+
+
+def test_torch_columns():
+    pytest.importorskip("torch")
+    (r,) = bench.run(repeat=1, shapes=TINY[:1], notebook=False, torch_=True)
+    assert r["torch_s"] > 0 and np.isclose(r["torch_over_nprnn"], r["torch_s"] / r["nprnn_s"])
+    assert r["torch_step_gemm_gflops"] > 0
+    assert f"/ {r['torch_step_gemm_gflops']:.0f} |" in bench.format_table([r], 1.0)
 
 
 def test_json_output(capsys, monkeypatch):

@@ -8,6 +8,10 @@ side by side in the same run:
 - floor: the same sequence of GEMMs timed alone (input projection, T recurrent GEMMs
   forward and T backward, dx, dW_ih, dW_hh) — what the step would cost if the
   element-wise gate work were free; ``elementwise`` is nprnn minus the floor;
+- recurrent GEMMs: the rate of the two per-step GEMMs alone (forward (G·H, H) @ (H, B),
+  backward (H, G·H) @ (G·H, B)) in NumPy's BLAS, and in torch's BLAS in the layout
+  torch's own step uses ((B, H) @ (H, G·H) and (B, G·H) @ (G·H, H)): these skinny
+  GEMMs are where the two libraries' BLAS differ most;
 - torch: ``torch.nn.LSTM/GRU/RNN`` forward + autograd backward (if torch is installed);
 - notebook: the seed notebook's algorithm in float64 — per step concatenation, one
   GEMM per gate, per-step weight-gradient GEMMs, (n_x, m, Tx) layout (made correct,
@@ -116,6 +120,41 @@ def _floor_step(cell, H, B, T, dtype, rng):
         np.matmul(dg, x)  # dW_hh has the same shape as dW_ih when F = H
 
     return step
+
+
+_STEP_GEMM_LOOPS = 10  # per timed run: one pair of per-step GEMMs is too short to time
+
+
+def _step_gemm_gflops(cell, H, B, dtype, rng, repeat, torch_):
+    """GFLOP/s of the forward + backward per-step GEMMs, NumPy and (or None) torch."""
+    G = GATES[cell] * H
+    w = rng.standard_normal((G, H)).astype(dtype)
+    h = rng.standard_normal((H, B)).astype(dtype)
+    d = rng.standard_normal((G, B)).astype(dtype)
+    rec, dh = np.empty((G, B), dtype=dtype), np.empty((H, B), dtype=dtype)
+    flops = 2 * 2 * G * H * B * _STEP_GEMM_LOOPS
+
+    def numpy_pair():
+        for _ in range(_STEP_GEMM_LOOPS):
+            np.dot(w, h, out=rec)
+            np.dot(w.T, d, out=dh)
+
+    rates = [flops / _median_time(numpy_pair, repeat) / 1e9, None]
+    try:
+        import torch
+    except ImportError:
+        torch_ = False
+    if torch_:
+        tw, th, td = (torch.from_numpy(np.ascontiguousarray(a)) for a in (w, h.T, d.T))
+        trec, tdh = torch.empty((B, G), dtype=tw.dtype), torch.empty((B, H), dtype=tw.dtype)
+
+        def torch_pair():
+            for _ in range(_STEP_GEMM_LOOPS):
+                torch.mm(th, tw.t(), out=trec)
+                torch.mm(td, tw, out=tdh)
+
+        rates[1] = flops / _median_time(torch_pair, repeat) / 1e9
+    return rates
 
 
 def _torch_step(cell, H, B, T, nonlinearity, x, dout):
@@ -249,6 +288,9 @@ def run(*, repeat=5, notebook=True, torch_=True, cells=None, seed=0, shapes=SHAP
         row["nprnn_peak_mb"] = _peak_bytes(step) / 2**20
         row["floor_s"] = _median_time(_floor_step(cell, H, B, T, dtype, rng), repeat)
         row["elementwise_s"] = max(row["nprnn_s"] - row["floor_s"], 0.0)
+        row["step_gemm_gflops"], row["torch_step_gemm_gflops"] = _step_gemm_gflops(
+            cell, H, B, dtype, rng, repeat, torch_
+        )
         tstep = _torch_step(cell, H, B, T, nl, x, dout) if torch_ else None
         row["torch_s"] = _median_time(tstep, repeat) if tstep else None
         row["torch_over_nprnn"] = row["torch_s"] / row["nprnn_s"] if tstep else None
@@ -270,15 +312,21 @@ def _fmt_ratio(r):
     return "—" if r is None else f"{r:.2f}"
 
 
+def _fmt_rates(r):
+    t = r["torch_step_gemm_gflops"]
+    return f"{r['step_gemm_gflops']:.0f} / " + ("—" if t is None else f"{t:.0f}")
+
+
 def format_table(rows, gemm_gflops) -> str:
     head = ("| cell | H | B | T | nprnn ms | GFLOP/s | peak MB | GEMM floor ms | elementwise ms "
-            "| torch ms | torch/nprnn | notebook ms | notebook/nprnn |")  # fmt: skip
-    lines = [head, "|" + "---|" * 13]
+            "| step GEMM GFLOP/s numpy/torch | torch ms | torch/nprnn | notebook ms "
+            "| notebook/nprnn |")  # fmt: skip
+    lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
             f"| {r['cell']} | {r['H']} | {r['B']} | {r['T']} | {_fmt_ms(r['nprnn_s'])} "
             f"| {r['nprnn_gflops']:.1f} | {r['nprnn_peak_mb']:.0f} | {_fmt_ms(r['floor_s'])} "
-            f"| {_fmt_ms(r['elementwise_s'])} | {_fmt_ms(r['torch_s'])} "
+            f"| {_fmt_ms(r['elementwise_s'])} | {_fmt_rates(r)} | {_fmt_ms(r['torch_s'])} "
             f"| {_fmt_ratio(r['torch_over_nprnn'])} | {_fmt_ms(r['notebook_s'])} "
             f"| {_fmt_ratio(r['notebook_over_nprnn'])} |"
         )
