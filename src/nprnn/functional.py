@@ -369,7 +369,7 @@ def _projected_steps(x, w_ih, bias, reverse):
     T, B, F = x.shape
     G = w_ih.shape[0]
     k = max(1, min(T, -(-_PROJ_COLS // B)))
-    buf = np.empty(G * k * B, dtype=x.dtype)
+    buf = _workspace.empty((G * k * B,), x.dtype)
     for t0 in range(T - k, -k, -k) if reverse else range(0, T, k):
         t0, t1 = max(t0, 0), min(t0 + k, T)
         K = t1 - t0
