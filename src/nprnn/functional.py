@@ -76,7 +76,8 @@ _CHUNK_ELEMS = 1 << 16
 _CHUNK_STEPS = 16
 # Columns (steps × batch rows) per chunk of the forward's input projection: from about
 # 256 on, a (G·H, F) @ (F, K·B) GEMM runs as fast as one over all T·B columns (measured,
-# OpenBLAS float32, H = F = 256..1024); 1024 measured best of 512, 1024 and 4096.
+# OpenBLAS float32, H = F = 256..1024). 512, 1024 and 4096 timed within noise of each
+# other on the bench's LSTM steps; 1024 keeps its two short-sequence shapes in one chunk.
 _PROJ_COLS = 1024
 
 

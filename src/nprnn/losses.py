@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import _shape, as_array, float_array, one_of
+from .validation import _shape, as_array, as_bool_mask, float_array, one_of
 
 __all__ = ["softmax_cross_entropy"]
 
@@ -27,15 +27,7 @@ def _mask(mask, shape):
             f"mask has shape {_shape(m)} but targets is {_shape(np.empty(shape))}: "
             f"expected the same shape"
         )
-    if m.dtype == np.bool_:
-        return m
-    if m.dtype.kind not in "biuf":
-        raise TypeError(f"mask must hold 0/1 values, got dtype {m.dtype}")
-    bad = (m != 0) & (m != 1)
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"mask must hold only 0 and 1, got {m[idx]} at index {idx}")
-    return m.astype(bool)
+    return as_bool_mask(m)
 
 
 def softmax_cross_entropy(logits, targets, mask=None, reduction="mean"):

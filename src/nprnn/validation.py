@@ -139,6 +139,19 @@ def index_array(name: str, a, *, high: int | None = None, ndim: int | None = Non
     return arr.astype(np.int64, copy=False)
 
 
+def as_bool_mask(m: np.ndarray, name: str = "mask") -> np.ndarray:
+    """``m`` as a bool array: bools pass, numbers must all be 0 or 1."""
+    if m.dtype == np.bool_:
+        return m
+    if m.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold 0/1 values, got dtype {m.dtype}")
+    bad = (m != 0) & (m != 1)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must hold only 0 and 1, got {m[idx]} at index {idx}")
+    return m.astype(bool)
+
+
 def mask_array(mask, lengths, T: int, B: int, *, batch_first: bool = False):
     """Normalise ``mask`` / ``lengths`` to a time-major bool mask (T, B), or None.
 
@@ -155,14 +168,7 @@ def mask_array(mask, lengths, T: int, B: int, *, batch_first: bool = False):
             raise ValueError(
                 f"mask has shape {_shape(m)} but x is {dims.format(T, B)}: expected {want}"
             )
-        if m.dtype != np.bool_:
-            if m.dtype.kind not in "biuf":
-                raise TypeError(f"mask must hold 0/1 values, got dtype {m.dtype}")
-            bad = (m != 0) & (m != 1)
-            if bad.any():
-                idx = tuple(int(i) for i in np.argwhere(bad)[0])
-                raise ValueError(f"mask must hold only 0 and 1, got {m[idx]} at index {idx}")
-            m = m.astype(bool)
+        m = as_bool_mask(m)
         return m.T if batch_first else m
     if lengths is not None:
         ln = as_array("lengths", lengths)
