@@ -60,9 +60,9 @@ class Linear(Module):
                 f"(the last axis holds in_features={self.in_features})"
             )
         self._x = x
-        y = np.matmul(x, self.params["weight"].T)  # (..., out)
+        y = np.matmul(x, self._params["weight"].T)  # (..., out)
         if self.bias:
-            y += self.params["bias"]
+            y += self._params["bias"]
         return y
 
     def backward(self, dout):
@@ -73,10 +73,10 @@ class Linear(Module):
         dout = float_array("dout", dout, dtype=self.dtype)
         check_shape("dout", dout, x.shape[:-1] + (self.out_features,), hint="it must match y")
         d2 = dout.reshape(-1, self.out_features)  # (N, out)
-        self.grads["weight"] += np.matmul(d2.T, x.reshape(-1, self.in_features))  # (out, in)
+        self._grads["weight"] += np.matmul(d2.T, x.reshape(-1, self.in_features))  # (out, in)
         if self.bias:
-            self.grads["bias"] += d2.sum(axis=0)
-        return np.matmul(dout, self.params["weight"])  # (..., in)
+            self._grads["bias"] += d2.sum(axis=0)
+        return np.matmul(dout, self._params["weight"])  # (..., in)
 
 
 class Embedding(Module):
@@ -119,7 +119,7 @@ class Embedding(Module):
         """int ids (...) → (..., embedding_dim), a fresh array."""
         ids = index_array("ids", ids, high=self.num_embeddings)
         self._ids = ids
-        return np.take(self.params["weight"], ids, axis=0)
+        return np.take(self._params["weight"], ids, axis=0)
 
     def backward(self, dout):
         """dout (..., embedding_dim): adds it into the rows of ``grads['weight']``."""
@@ -138,5 +138,5 @@ class Embedding(Module):
             order = np.argsort(flat, kind="stable")
             ids_sorted = flat[order]
             starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
-            self.grads["weight"][ids_sorted[starts]] += np.add.reduceat(d2[order], starts, 0)
+            self._grads["weight"][ids_sorted[starts]] += np.add.reduceat(d2[order], starts, 0)
         return None

@@ -188,7 +188,7 @@ class _Recurrent(Module):
         return out
 
     def _weights(self, k: int, d: int) -> list:
-        p, sfx = self.params, self._suffix(k, d)
+        p, sfx = self._params, self._suffix(k, d)
         w = [p["weight_ih" + sfx], p["weight_hh" + sfx]]
         if self.bias:
             w += [p["bias_ih" + sfx], p["bias_hh" + sfx]]
@@ -298,7 +298,7 @@ class _Recurrent(Module):
                 for buf, s in zip(d0, ds0, strict=True):
                     buf[i] = s
                 for name, v in grads.items():
-                    self.grads[name + sfx] += v
+                    self._grads[name + sfx] += v
                 if dx is None:
                     dx = dx_d
                 else:

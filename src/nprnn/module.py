@@ -1,117 +1,288 @@
-"""The protocol every nprnn layer follows, in one small base class.
+"""``nprnn.Module``: the base class of every layer and model, PyTorch's ``nn.Module`` by hand.
 
-    layer.params        {name: array}  the live parameters, PyTorch's names and shapes
-    layer.grads         {name: array}  same keys and shapes; ``backward`` adds (+=) into them
-    layer.zero_grad()   set every gradient to 0, in place
-    layer.state_dict()  {name: copy of the parameter}
-    layer.load_state_dict(d)   copy ``d``'s values into the parameters, in place
-    layer.train() / layer.eval()   set ``layer.training`` (True / False); return the layer
-    layer(*args)        = layer.forward(*args)
+    class Tagger(nprnn.Module):
+        def __init__(self, V, H, C):
+            super().__init__()
+            self.emb = nprnn.Embedding(V, H)        # a Module attribute is a registered child
+            self.rnn = nprnn.LSTM(H, H, bidirectional=True)
+            self.head = nprnn.Linear(2 * H, C)
 
-Parameters are updated in place by optimizers, so a layer reads ``self.params[name]``
-at every call and never keeps a private copy between calls.
+    model.named_parameters()   # ("emb.weight", a), ("rnn.weight_ih_l0", a), ... torch's names
+    model.params, model.grads  # flat {dotted name: live array}, same keys
+    model.state_dict()         # {dotted name: copy}; model.load_state_dict(d) in place
+    model.train() / model.eval() / model.zero_grad()   # recurse into the children
+
+**Names.** A module's own parameters (``_add_param``) have plain names without a dot;
+a child's are prefixed with the attribute name it was assigned to and a dot, at every
+level, exactly as PyTorch names the same model. A parameter name and a child name may
+not coincide, so two dotted names can never collide. A module assigned to two
+attributes (shared weights) is listed once by ``named_parameters`` / ``params`` (the
+first name), and under every name by ``state_dict`` — PyTorch's rules.
+
+**Pending forwards.** A forward pass outside :func:`nprnn.no_grad` pushes what its
+backward needs on the module's stack (``_save_for_backward``); ``backward`` pops the
+most recent one (``_saved_for_backward``). So a module used several times in one step
+is differentiated call by call, latest first::
+
+    ya = f(a); yb = f(b)
+    f.backward(dyb); f.backward(dya)       # grads = gradient of the sum of both uses
+
+``backward`` with nothing pending raises ``RuntimeError``; ``zero_grad()`` drops every
+pending forward. Parameters are updated in place by the optimizers: layers read their
+live arrays at every call and never keep a private copy between calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from .grad_mode import is_grad_enabled
 from .validation import _shape, as_array, check_finite, format_shape
 
 __all__ = ["Module", "Stack"]
 
 
+def _torch_to_numpy(value):
+    if hasattr(value, "detach"):  # a torch tensor that may require grad, on any device
+        return value.detach().cpu().numpy()
+    return value
+
+
 class Module:
-    """Base class: parameter/gradient bookkeeping, state dicts, train/eval mode."""
+    """Base class: children, parameters, gradients, state dicts, modes, pending forwards.
 
-    dtype: np.dtype
+    Subclasses call ``super().__init__()`` first, register their own parameters with
+    ``self._add_param(name, array)``, assign child modules as attributes, and define
+    ``forward`` (and ``backward``, which accumulates into ``grads``).
+    """
 
-    def __init__(self, dtype: np.dtype):
-        self.dtype = dtype
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
-        self.training = True
+    dtype: np.dtype | None
 
-    def _add_param(self, name: str, value: np.ndarray) -> None:
-        """Register a parameter (converted to the module's dtype) and its zero gradient."""
-        self.params[name] = np.ascontiguousarray(value, dtype=self.dtype)
-        self.grads[name] = np.zeros_like(self.params[name])
+    def __init__(self, dtype=None):
+        d = self.__dict__
+        d["_params"] = {}  # own parameters, name -> live array
+        d["_grads"] = {}  # their accumulated gradients, same keys
+        d["_children"] = {}  # attribute name -> child Module, in assignment order
+        d["_saved"] = []  # pending forwards, most recent last
+        d["training"] = True
+        d["dtype"] = None if dtype is None else np.dtype(dtype)
+
+    # ------------------------------------------------------------------ registration
+
+    def __setattr__(self, name: str, value) -> None:
+        children = self.__dict__.get("_children")
+        if children is None:
+            if isinstance(value, Module):
+                raise RuntimeError(
+                    f"cannot assign the module {name!r} before Module.__init__: call "
+                    f"super().__init__() first in {type(self).__name__}.__init__"
+                )
+            object.__setattr__(self, name, value)
+            return
+        if isinstance(value, Module):
+            if name in self._params:
+                raise ValueError(f"{name!r} is already a parameter of {type(self).__name__}")
+            children[name] = value
+        elif name in children:
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign a {type(value).__name__} to {name!r}: it is a child "
+                    "module (assign a Module, or None to remove it)"
+                )
+            del children[name]
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self._children.pop(name, None)
+        object.__delattr__(self, name)
+
+    def _add_param(self, name: str, value) -> np.ndarray:
+        """Register own parameter ``name`` (a contiguous copy in the module's dtype, if it
+        has one) with a zero gradient; returns the live array."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"parameter names must be identifiers without dots, got {name!r}")
+        if name in self._children:
+            raise ValueError(f"{name!r} is already a child module of {type(self).__name__}")
+        dtype = self.dtype if self.dtype is not None else None
+        p = np.array(value, dtype=dtype, order="C", copy=True)
+        self._params[name] = p
+        self._grads[name] = np.zeros_like(p)
+        return p
+
+    # ------------------------------------------------------------------ traversal
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """``(attribute name, child)`` for the direct children, in assignment order."""
+        yield from self._children.items()
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """This module (name ``prefix``) and every descendant, each once, depth first."""
+        seen: set[int] = set()
+
+        def walk(m: Module, p: str):
+            if id(m) in seen:
+                return
+            seen.add(id(m))
+            yield p, m
+            for name, child in m._children.items():
+                yield from walk(child, f"{p}.{name}" if p else name)
+
+        yield from walk(self, prefix)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def _named(self, attr: str, *, unique: bool) -> Iterator[tuple[str, np.ndarray]]:
+        seen: set[int] = set()
+
+        def walk(m: Module, p: str):
+            for name, arr in getattr(m, attr).items():
+                if unique and id(arr) in seen:
+                    continue
+                seen.add(id(arr))
+                yield p + name, arr
+            for name, child in m._children.items():
+                yield from walk(child, f"{p}{name}.")
+
+        yield from walk(self, "")
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(dotted name, live array)`` for every parameter, each array once (PyTorch's
+        names and order: own parameters first, then each child's, recursively)."""
+        yield from self._named("_params", unique=True)
+
+    def parameters(self) -> Iterator[np.ndarray]:
+        for _, p in self.named_parameters():
+            yield p
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Flat ``{dotted name: live array}`` (a new dict of the live arrays)."""
+        return dict(self.named_parameters())
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Flat ``{dotted name: gradient array}``, the same keys as :attr:`params`."""
+        return dict(self._named("_grads", unique=True))
+
+    def num_parameters(self) -> int:
+        """Total number of scalar parameters (shared ones counted once)."""
+        return sum(p.size for p in self.parameters())
+
+    # ------------------------------------------------------------------ calling
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args, **kwargs):  # pragma: no cover - every subclass defines it
-        raise NotImplementedError
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
-    # ------------------------------------------------------------------ mode
+    def backward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} must define backward()")
+
+    def _save_for_backward(self, saved) -> None:
+        """Push what the backward of this forward needs (nothing inside ``no_grad``)."""
+        if is_grad_enabled():
+            self._saved.append(saved)
+
+    def _saved_for_backward(self):
+        """Pop the most recent pending forward's record; RuntimeError if there is none."""
+        if not self._saved:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward() called with no pending forward: each "
+                "forward (outside nprnn.no_grad()) is consumed by one backward, the most "
+                "recent first; call the module on an input first"
+            )
+        return self._saved.pop()
+
+    @property
+    def pending_forwards(self) -> int:
+        """How many forwards of this module (not its children) await their backward."""
+        return len(self._saved)
+
+    # ------------------------------------------------------------------ modes, gradients
 
     def train(self, mode: bool = True):
-        """Training mode (dropout on); ``train(False)`` is ``eval()``. Returns ``self``."""
-        self.training = bool(mode)
+        """Training mode (dropout on) for this module and its children; returns ``self``."""
+        for m in self.modules():
+            m.__dict__["training"] = bool(mode)
         return self
 
     def eval(self):
-        """Evaluation mode (dropout off). Returns ``self``."""
+        """Evaluation mode (dropout off), recursively. Returns ``self``."""
         return self.train(False)
 
-    # ------------------------------------------------------------------ gradients
-
     def zero_grad(self) -> None:
-        """Set every accumulated gradient to 0 (in place: references stay valid)."""
-        for g in self.grads.values():
-            g.fill(0)
-
-    def num_parameters(self) -> int:
-        """Total number of scalar parameters."""
-        return sum(p.size for p in self.params.values())
+        """Set every gradient to 0 in place and drop every pending forward, recursively."""
+        for m in self.modules():
+            for g in m._grads.values():
+                g.fill(0)
+            m._saved.clear()
 
     # ------------------------------------------------------------------ state dicts
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the parameters, in ``params``' order (PyTorch's names)."""
-        return {k: v.copy() for k, v in self.params.items()}
+        """``{dotted name: copy}`` of every parameter; a shared one under each of its names."""
+        return {k: v.copy() for k, v in self._named("_params", unique=False)}
 
     def load_state_dict(self, state: Mapping) -> None:
-        """Copy ``state``'s arrays into the parameters, in place.
+        """Copy ``state``'s arrays into the parameters, in place; all or nothing.
 
-        ``state`` is any mapping of array-likes (NumPy arrays, lists, torch tensors, e.g.
-        ``torch_lstm.state_dict()`` or ``{k: v.numpy() for k, v in ....items()}``). Values are
-        converted to the layer's dtype. Names and shapes must match exactly; one
-        ``ValueError`` lists every missing, unexpected and mis-shaped key. Non-finite
-        values are refused. Nothing is changed unless everything checks out.
+        ``state``: any mapping of array-likes (NumPy arrays, lists, torch tensors — e.g.
+        the ``state_dict()`` of the equivalent ``torch.nn.Module``). Names and shapes
+        must match :meth:`state_dict`'s exactly; one ``ValueError`` lists every missing,
+        unexpected and mis-shaped key. Values are converted to each parameter's dtype;
+        non-real or non-finite values are refused. Nothing changes unless all is well.
         """
         if not isinstance(state, Mapping):
             raise TypeError(f"load_state_dict needs a mapping of name -> array, got {state!r}")
-        missing = [k for k in self.params if k not in state]
-        unexpected = [k for k in state if k not in self.params]
+        own = dict(self._named("_params", unique=False))
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
         problems = []
         if missing:
             problems.append(f"missing keys {missing}")
         if unexpected:
             problems.append(f"unexpected keys {unexpected}")
         new = {}
-        for name, own in self.params.items():
+        for name, p in own.items():
             if name not in state:
                 continue
-            value = state[name]
-            if hasattr(value, "detach"):  # a torch tensor that may require grad
-                value = value.detach().cpu().numpy()
-            arr = as_array(f"load_state_dict: {name}", value)
+            arr = as_array(f"load_state_dict: {name}", _torch_to_numpy(state[name]))
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"load_state_dict: {name} must hold real numbers, got {arr.dtype}")
-            if arr.shape != own.shape:
-                problems.append(f"{name} has shape {_shape(arr)}, expected {_shape(own)}")
+            if arr.shape != p.shape:
+                problems.append(f"{name} has shape {_shape(arr)}, expected {_shape(p)}")
                 continue
-            with np.errstate(over="ignore"):  # a float64 beyond float32's range -> inf, refused
-                new[name] = arr.astype(self.dtype)
+            with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused below
+                new[name] = arr.astype(p.dtype)
         if problems:
             raise ValueError("load_state_dict: " + "; ".join(problems))
         for name, arr in new.items():
             check_finite(f"load_state_dict: {name}", arr)
         for name, arr in new.items():
-            self.params[name][...] = arr  # in place: optimizers keep their references
+            own[name][...] = arr  # in place: optimizers keep their references
+
+    # ------------------------------------------------------------------ printing
+
+    def _extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [
+            f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._children.items()
+        ]
+        head = f"{type(self).__name__}({self._extra_repr()}"
+        if not lines:
+            return head + ")"
+        return head + "\n  " + "\n  ".join(lines) + "\n)"
 
 
 class Stack:
