@@ -73,9 +73,12 @@ def test_linear_init_and_protocol():
     assert abs(lin.params["weight"].std() - bound / np.sqrt(3)) < 0.05 * bound
     x = np.ones((3, 100), np.float32)
     lin(x)
+    lin(x)
     lin.backward(np.ones((3, 50), np.float32))
     lin.backward(np.ones((3, 50), np.float32))
-    np.testing.assert_array_equal(lin.grads["bias"], 6)  # accumulated twice
+    np.testing.assert_array_equal(lin.grads["bias"], 6)  # two forwards, accumulated twice
+    with pytest.raises(RuntimeError, match="no pending forward"):
+        lin.backward(np.ones((3, 50), np.float32))  # each forward is consumed once
     lin.zero_grad()
     assert not lin.grads["weight"].any()
     assert repr(lin) == "Linear(in_features=100, out_features=50, bias=True)"
@@ -83,7 +86,7 @@ def test_linear_init_and_protocol():
 
 def test_linear_errors():
     lin = Linear(4, 3)
-    with pytest.raises(RuntimeError, match=re.escape("backward() called before forward()")):
+    with pytest.raises(RuntimeError, match=r"^Linear\.backward\(\) called with no pending forward"):
         lin.backward(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match=re.escape("x has shape (2, 5): expected (..., 4)")):
         lin(np.zeros((2, 5), np.float32))
@@ -154,7 +157,7 @@ def test_embedding_errors():
         emb(np.array([-1, 4]))
     with pytest.raises(TypeError, match="ids must hold integer ids"):
         emb(np.array([0.0, 1.0]))
-    with pytest.raises(RuntimeError, match="before forward"):
+    with pytest.raises(RuntimeError, match=r"^Embedding\.backward\(\) called with no pending"):
         Embedding(10, 3).backward(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match=re.escape("padding_idx must lie in [-10, 10), got 10")):
         Embedding(10, 3, padding_idx=10)

@@ -1,8 +1,17 @@
-"""Dense pieces: ``Linear`` and ``Embedding``, with PyTorch's names, shapes and init.
+"""Dense pieces: ``Linear``, ``Embedding`` and ``Dropout``, with PyTorch's names and init.
 
-Both follow the :class:`~nprnn.module.Module` protocol (``params``, ``grads``,
-``zero_grad``, ``state_dict``, ``load_state_dict``, ``train``/``eval``): ``forward``
-keeps what ``backward`` needs (the last call only), ``backward`` adds into ``grads``.
+All follow the :class:`~nprnn.module.Module` protocol (``params``, ``grads``,
+``zero_grad``, ``state_dict``, ``load_state_dict``, ``train``/``eval``). Each forward
+outside :func:`nprnn.no_grad` pushes what its backward needs; ``backward`` consumes the
+most recent pending forward (LIFO) and adds into ``grads``, so a layer used twice in one
+step gets the gradient of the sum::
+
+    ya = lin(a); yb = lin(b)
+    dxb = lin.backward(dyb); dxa = lin.backward(dya)
+
+``backward`` with nothing pending (never called, or every forward already consumed)
+raises ``RuntimeError``. A ``backward`` refused for a wrong ``dout`` leaves its forward
+pending.
 """
 
 from __future__ import annotations
@@ -18,11 +27,10 @@ from .validation import (
     float_array,
     index_array,
     positive_int,
+    real_in_range,
 )
 
-__all__ = ["Linear", "Embedding"]
-
-_NO_FORWARD = "backward() called before forward(): run layer(x) first"
+__all__ = ["Linear", "Embedding", "Dropout"]
 
 
 class Linear(Module):
@@ -44,7 +52,6 @@ class Linear(Module):
         self._add_param("weight", self.rng.uniform(-k, k, (self.out_features, self.in_features)))
         if self.bias:
             self._add_param("bias", self.rng.uniform(-k, k, self.out_features))
-        self._x = None
 
     def __repr__(self):
         s = f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
@@ -59,19 +66,20 @@ class Linear(Module):
                 f"x has shape {_shape(x)}: expected (..., {self.in_features}) "
                 f"(the last axis holds in_features={self.in_features})"
             )
-        self._x = x
+        self._save_for_backward(x)
         y = np.matmul(x, self._params["weight"].T)  # (..., out)
         if self.bias:
             y += self._params["bias"]
         return y
 
     def backward(self, dout):
-        """dout (..., out_features) → dx (..., in_features); adds into ``grads``."""
-        if self._x is None:
-            raise RuntimeError(_NO_FORWARD)
-        x = self._x
+        """dout (..., out_features) → dx (..., in_features); adds into ``grads``.
+
+        Consumes the most recent pending forward (its input x)."""
+        x = self._saved_for_backward(peek=True)
         dout = float_array("dout", dout, dtype=self.dtype)
         check_shape("dout", dout, x.shape[:-1] + (self.out_features,), hint="it must match y")
+        self._saved_for_backward()
         d2 = dout.reshape(-1, self.out_features)  # (N, out)
         self._grads["weight"] += np.matmul(d2.T, x.reshape(-1, self.in_features))  # (out, in)
         if self.bias:
@@ -107,7 +115,6 @@ class Embedding(Module):
         if padding_idx is not None:
             w[padding_idx] = 0
         self._add_param("weight", w)
-        self._ids = None
 
     def __repr__(self):
         s = f"Embedding({self.num_embeddings}, {self.embedding_dim}"
@@ -118,16 +125,18 @@ class Embedding(Module):
     def forward(self, ids):
         """int ids (...) → (..., embedding_dim), a fresh array."""
         ids = index_array("ids", ids, high=self.num_embeddings)
-        self._ids = ids
+        self._save_for_backward(ids)
         return np.take(self._params["weight"], ids, axis=0)
 
     def backward(self, dout):
-        """dout (..., embedding_dim): adds it into the rows of ``grads['weight']``."""
-        if self._ids is None:
-            raise RuntimeError(_NO_FORWARD)
-        ids = self._ids
+        """dout (..., embedding_dim): adds it into the rows of ``grads['weight']``.
+
+        Consumes the most recent pending forward (its ids); returns None (ids have no
+        gradient)."""
+        ids = self._saved_for_backward(peek=True)
         dout = float_array("dout", dout, dtype=self.dtype)
         check_shape("dout", dout, ids.shape + (self.embedding_dim,), hint="it must match y")
+        self._saved_for_backward()
         flat, d2 = ids.reshape(-1), dout.reshape(-1, self.embedding_dim)
         if self.padding_idx is not None:
             keep = flat != self.padding_idx
@@ -140,3 +149,45 @@ class Embedding(Module):
             starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
             self._grads["weight"][ids_sorted[starts]] += np.add.reduceat(d2[order], starts, 0)
         return None
+
+
+class Dropout(Module):
+    """Inverted dropout: y = x ⊙ m / (1 − p), m_i ~ Bernoulli(1 − p), in training mode.
+
+    In eval mode (and for p = 0) y = x. p = 1 zeroes everything, as PyTorch.
+    ``rng``: a ``np.random.Generator``, an int seed or None; it draws the masks.
+    Shapes: any x (float32 or float64, kept) → y of x's shape and dtype.
+    ``backward(dout) -> dx = dout ⊙ m / (1 − p)`` with the mask of the forward it
+    consumes (each forward draws and keeps its own mask, so reuse is exact).
+    No parameters.
+    """
+
+    def __init__(self, p=0.5, rng=None):
+        super().__init__()
+        self.p = real_in_range("p", p, low=0.0, high=1.0)
+        self.rng = as_rng(rng)
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"
+
+    def forward(self, x):
+        """x (...) → y (...), same dtype; draws a fresh mask in training mode."""
+        x = float_array("x", x)
+        if not self.training or self.p == 0.0:
+            self._save_for_backward((x.shape, x.dtype, None))
+            return x
+        if self.p == 1.0:
+            scale = np.zeros(x.shape, dtype=x.dtype)
+        else:
+            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p
+            scale = keep * x.dtype.type(1.0 / (1.0 - self.p))  # 0 or 1/(1−p), x's dtype
+        self._save_for_backward((x.shape, x.dtype, scale))
+        return x * scale
+
+    def backward(self, dout):
+        """dout (...) → dx (...): the consumed forward's mask applied to dout."""
+        shape, dtype, scale = self._saved_for_backward(peek=True)
+        dout = float_array("dout", dout, dtype=dtype)
+        check_shape("dout", dout, shape, hint="it must match y")
+        self._saved_for_backward()
+        return dout if scale is None else dout * scale

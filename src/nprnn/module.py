@@ -39,7 +39,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from .grad_mode import is_grad_enabled
-from .validation import _shape, as_array, check_finite, format_shape
+from .validation import _shape, as_array, as_float_dtype, check_finite, format_shape
 
 __all__ = ["Module", "Stack"]
 
@@ -97,6 +97,18 @@ class Module:
     def __delattr__(self, name: str) -> None:
         self._children.pop(name, None)
         object.__delattr__(self, name)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` as the child ``name`` (any string without a dot, e.g. ``"0"``,
+        as containers name theirs); ``None`` removes the child of that name."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"module names must be non-empty strings without dots, got {name!r}")
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(
+                f"add_module({name!r}, ...) needs an nprnn.Module or None, got "
+                f"{type(module).__name__}"
+            )
+        setattr(self, name, module)
 
     def _add_param(self, name: str, value) -> np.ndarray:
         """Register own parameter ``name`` (a contiguous copy in the module's dtype, if it
@@ -179,7 +191,22 @@ class Module:
     # ------------------------------------------------------------------ calling
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        """``forward(*args, **kwargs)``; a forward that raises leaves nothing pending.
+
+        In grad mode the stacks of pending forwards of this module and its descendants
+        are restored to their heights before the call if ``forward`` raises, so a failed
+        call can never be mistaken for a pending forward by a later ``backward``.
+        """
+        if not is_grad_enabled():
+            return self.forward(*args, **kwargs)
+        stacks = [m._saved for m in self.modules()]
+        heights = [len(s) for s in stacks]
+        try:
+            return self.forward(*args, **kwargs)
+        except BaseException:
+            for s, n in zip(stacks, heights, strict=True):
+                del s[n:]
+            raise
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
@@ -192,15 +219,18 @@ class Module:
         if is_grad_enabled():
             self._saved.append(saved)
 
-    def _saved_for_backward(self):
-        """Pop the most recent pending forward's record; RuntimeError if there is none."""
+    def _saved_for_backward(self, *, peek: bool = False):
+        """Pop the most recent pending forward's record; RuntimeError if there is none.
+
+        ``peek=True`` returns it without popping (check ``dout`` against it first, then
+        pop, so that a refused ``backward`` leaves the forward pending)."""
         if not self._saved:
             raise RuntimeError(
                 f"{type(self).__name__}.backward() called with no pending forward: each "
                 "forward (outside nprnn.no_grad()) is consumed by one backward, the most "
                 "recent first; call the module on an input first"
             )
-        return self._saved.pop()
+        return self._saved[-1] if peek else self._saved.pop()
 
     @property
     def pending_forwards(self) -> int:
@@ -225,6 +255,45 @@ class Module:
             for g in m._grads.values():
                 g.fill(0)
             m._saved.clear()
+
+    # ------------------------------------------------------------------ dtype
+
+    def to(self, dtype):
+        """Convert every parameter and gradient to ``dtype`` (np.float32 or np.float64),
+        recursively; returns ``self``.
+
+        Arrays already of ``dtype`` are kept; the others are replaced by converted copies
+        (an array shared between modules stays shared), so build optimizers *after*
+        ``to``: an optimizer bound before holds the old arrays (its ``step`` then says
+        so). Accumulated gradients are converted too; pending forwards are dropped (their
+        caches are in the old dtype). Layers then take and return ``dtype`` arrays.
+        """
+        dt = as_float_dtype(dtype)
+        converted: dict[int, np.ndarray] = {}
+
+        def conv(a: np.ndarray) -> np.ndarray:
+            if a.dtype == dt:
+                return a
+            if id(a) not in converted:
+                converted[id(a)] = a.astype(dt, order="C")
+            return converted[id(a)]
+
+        for m in self.modules():
+            for store in (m._params, m._grads):
+                for name, a in store.items():
+                    store[name] = conv(a)
+            if m.dtype is not None:
+                m.__dict__["dtype"] = dt
+            m._saved.clear()
+        return self
+
+    def double(self):
+        """``to(np.float64)``."""
+        return self.to(np.float64)
+
+    def float(self):
+        """``to(np.float32)``."""
+        return self.to(np.float32)
 
     # ------------------------------------------------------------------ state dicts
 
