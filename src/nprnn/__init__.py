@@ -18,13 +18,19 @@ kernels keep for reuse (at most 1 GiB; see :mod:`nprnn._workspace`).
 from . import classic, functional, optim
 from ._workspace import release as release_workspace
 from .dense import Embedding, Linear
+from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .gradcheck import gradcheck
 from .layers import GRU, LSTM, RNN
 from .losses import softmax_cross_entropy
+from .module import Module
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Module",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
     "RNN",
     "LSTM",
     "GRU",

@@ -42,8 +42,10 @@ gets dh_n back as dh0. For right padding this is exactly PyTorch with
 ``pack_padded_sequence`` / ``pad_packed_sequence``.
 
 The layer adds no per-step Python work: each (layer, direction) is one call to the
-functional kernel; ``backward`` adds (+=) into ``grads`` and may be called more than once
-for the same forward (only the last forward is kept).
+functional kernel. Every forward outside ``nprnn.no_grad()`` is kept until a
+``backward`` consumes it, the most recent first (see :mod:`nprnn.module`), so a layer
+used twice in one step gets the gradient of both uses; ``backward`` adds (+=) into
+``grads``.
 """
 
 from __future__ import annotations
@@ -67,9 +69,6 @@ from .validation import (
 )
 
 __all__ = ["RNN", "LSTM", "GRU"]
-
-_NO_FORWARD = "backward() called before forward(): run layer(x) first"
-
 
 class _Recurrent(Module):
     """Shared machinery of RNN, LSTM and GRU (see the module docstring)."""
@@ -117,7 +116,6 @@ class _Recurrent(Module):
                     shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
                 for name, shape in shapes:
                     self._add_param(name + sfx, self.rng.uniform(-bound, bound, shape))
-        self._cache = None
 
     # ------------------------------------------------------------------ description
 
@@ -202,7 +200,6 @@ class _Recurrent(Module):
         Returns ``(out, h_n)`` (RNN, GRU) or ``(out, (h_n, c_n))`` (LSTM): out in x's
         layout, final states (D·L, B, H). Keeps what ``backward`` needs.
         """
-        self._cache = None  # a failed call leaves nothing to backpropagate
         D, L, H = self.num_directions, self.num_layers, self.hidden_size
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         x = float_array("x", x, dtype=self.dtype)
@@ -245,7 +242,8 @@ class _Recurrent(Module):
             caches.append(layer_caches)
             drops.append(scale)
             inp = out
-        self._cache = {"caches": caches, "drops": drops, "T": T, "B": B}
+        self._save_for_backward({"caches": caches, "drops": drops, "T": T, "B": B})
+        self._last_drops = drops
         if self.batch_first:
             inp = np.ascontiguousarray(inp.swapaxes(0, 1))  # (B, T, D·H)
         return inp, self._pack_state(finals)
@@ -257,9 +255,7 @@ class _Recurrent(Module):
         Each is None (no dropout: eval mode or p = 0) or an array shaped like ``out``
         (x's layout) holding 0 or 1/(1−p): layer k+1 read ``out_k * dropout_masks[k]``.
         """
-        if self._cache is None:
-            return []
-        drops = self._cache["drops"][:-1]
+        drops = getattr(self, "_last_drops", [None])[:-1]
         return [d if d is None or not self.batch_first else d.swapaxes(0, 1) for d in drops]
 
     # ------------------------------------------------------------------ backward
@@ -272,10 +268,8 @@ class _Recurrent(Module):
         None. Returns ``(dx, dh0)`` (RNN, GRU) or ``(dx, (dh0, dc0))`` (LSTM), dx in x's
         layout and the state gradients (D·L, B, H) even when the forward had no state.
         """
-        if self._cache is None:
-            raise RuntimeError(_NO_FORWARD)
         D, L, H = self.num_directions, self.num_layers, self.hidden_size
-        c = self._cache
+        c = self._saved[-1] if self._saved else self._saved_for_backward()  # raises if none
         T, B = c["T"], c["B"]
         if dout is not None:
             want = (B, T, D * H) if self.batch_first else (T, B, D * H)
@@ -286,6 +280,7 @@ class _Recurrent(Module):
         dnames = tuple("d" + n[:-1] + "_n" for n in self._state_names)  # dh_n, dc_n
         dstates = self._split_state(dstate, "dstate", dnames)
         dstates = self._check_states(dstates, dnames, B, "it must match the final state")
+        self._saved.pop()  # consumed only once the upstream gradients are valid
         d0 = [np.empty((D * L, B, H), dtype=self.dtype) for _ in dnames]
         g = dout  # gradient of the current layer's output, (T, B, D·H) or None
         for k in range(L - 1, -1, -1):
