@@ -479,7 +479,7 @@ def test_reuse_is_lifo_and_each_forward_is_consumed_once(kind):
         np.testing.assert_array_equal(dx1, dx)
         for k in both:
             both[k] -= layer.grads[k]
-    for k, v in both.items():  # what is left after subtracting each use's own gradient
+    for v in both.values():  # what is left after subtracting each use's own gradient
         np.testing.assert_allclose(v, 0, atol=1e-12)
 
 

@@ -70,6 +70,7 @@ from .validation import (
 
 __all__ = ["RNN", "LSTM", "GRU"]
 
+
 class _Recurrent(Module):
     """Shared machinery of RNN, LSTM and GRU (see the module docstring)."""
 
