@@ -21,6 +21,9 @@ class NumpyBackend:
     device = "cpu"
     xp = np
 
+    def kernel(self, cell):
+        return cell.kernel  # the element-wise steps of nprnn.kernels.fast, on NumPy
+
     def empty(self, shape, dtype):
         return _pool.empty(shape, dtype)
 

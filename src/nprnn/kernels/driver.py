@@ -114,7 +114,7 @@ def _projected_steps(be, x, w_ih, bias, reverse):
 def forward(cell, x, states, weights, pad=None, reverse=False, keep=True):
     """Run ``cell`` over x; see the module docstring for shapes and rules."""
     be = backends.current()
-    kernel = cell.kernel if cell.kernel is not None else ReferenceKernel(cell)
+    kernel = be.kernel(cell) or ReferenceKernel(cell)
     T, B, _ = x.shape
     H = weights[0].shape[0] // cell.gates
     dt = x.dtype
