@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from nprnn import functional as F
+from nprnn.kernels import reference
+from nprnn.kernels.cells import get_cell
 
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -154,43 +156,14 @@ def pre_activations(p, *, mask=None, reverse=False):
     return pre
 
 
-def _sig(z):
-    return 1 / (1 + np.exp(-z))
-
-
 def reference_forward(cell, p, *, mask=None, reverse=False):
-    """A plain per-step float64 reference (PyTorch's equations): (out, states)."""
+    """The plain per-step float64 loop of :mod:`nprnn.kernels.reference`: (out, states)."""
+    c = get_cell(cell)
+    weights = [np.asarray(p[k], np.float64) for k in WEIGHTS if k in p]
+    state = tuple(np.array(p[n], dtype=np.float64) for n in state_names(cell))
     x = np.asarray(p["x"], dtype=np.float64)
-    T, B, _ = x.shape
-    H = p["weight_hh"].shape[1]
-    wi, wh = p["weight_ih"], p["weight_hh"]
-    bi = p.get("bias_ih", np.zeros(wi.shape[0]))
-    bh = p.get("bias_hh", np.zeros(wi.shape[0]))
-    h = np.array(p["h0"], dtype=np.float64)
-    c = np.array(p["c0"], dtype=np.float64) if cell == "lstm" else None
-    out = np.zeros((T, B, H))
-    for t in range(T - 1, -1, -1) if reverse else range(T):
-        gi, gh = x[t] @ wi.T + bi, h @ wh.T + bh
-        if cell == "lstm":
-            g = gi + gh
-            i, f, gg, o = _sig(g[:, :H]), _sig(g[:, H : 2 * H]), np.tanh(g[:, 2 * H : 3 * H]), \
-                _sig(g[:, 3 * H :])  # fmt: skip
-            c_new = f * c + i * gg
-            h_new = o * np.tanh(c_new)
-        elif cell == "gru":
-            r = _sig(gi[:, :H] + gh[:, :H])
-            z = _sig(gi[:, H : 2 * H] + gh[:, H : 2 * H])
-            n = np.tanh(gi[:, 2 * H :] + r * gh[:, 2 * H :])
-            h_new = (1 - z) * n + z * h
-        else:
-            a = gi + gh
-            h_new = np.tanh(a) if cell == "rnn_tanh" else np.maximum(a, 0)
-        real = np.ones((B, 1), bool) if mask is None else np.asarray(mask[t], bool)[:, None]
-        h = np.where(real, h_new, h)
-        if cell == "lstm":
-            c = np.where(real, c_new, c)
-        out[t] = np.where(real, h, 0)
-    return out, ((h, c) if cell == "lstm" else (h,))
+    out, state, _ = reference.forward(c, x, state, weights, mask=mask, reverse=reverse)
+    return out, state
 
 
 # ----------------------------------------------------------------------------- torch

@@ -64,6 +64,7 @@ def layer_gradcheck(layer, *, x_shape, mask=None, lengths=None, dropout_seed=Non
         out, sn = layer(xx, pack(layer, ss), mask=mask, lengths=lengths)
         return out, unpack(layer, sn)
 
+    layer.zero_grad()
     out, sn = run(x, states)
     g_out = rng.standard_normal(out.shape)
     g_s = [rng.standard_normal(s.shape) for s in sn]
@@ -71,7 +72,6 @@ def layer_gradcheck(layer, *, x_shape, mask=None, lengths=None, dropout_seed=Non
     def loss(out, sn):
         return np.sum(out * g_out) + sum(np.sum(s * g) for s, g in zip(sn, g_s, strict=True))
 
-    layer.zero_grad()
     dx, ds0 = layer.backward(g_out, pack(layer, g_s))
     analytic = {k: v.copy() for k, v in layer.grads.items()}
     analytic.update({"x": dx, **dict(zip(names, unpack(layer, ds0), strict=True))})
@@ -80,7 +80,8 @@ def layer_gradcheck(layer, *, x_shape, mask=None, lengths=None, dropout_seed=Non
 
     def f(p):
         layer.load_state_dict({k: p[k] for k in base})
-        return loss(*run(p["x"], [p[n] for n in names]))
+        with nprnn.no_grad():
+            return loss(*run(p["x"], [p[n] for n in names]))
 
     errs = gradcheck(f, point, analytic, max_entries=25, rng=0)
     layer.load_state_dict(base)
@@ -265,7 +266,8 @@ def test_backward_accumulates_and_zero_grad_clears(kind):
     layer.backward(g)
     once = {k: v.copy() for k, v in layer.grads.items()}
     refs = dict(layer.grads)
-    dx1, _ = layer.backward(g)  # the same forward, backpropagated again
+    layer(x)  # the same input again: backward consumes this second forward
+    dx1, _ = layer.backward(g)
     for k in once:
         np.testing.assert_allclose(layer.grads[k], 2 * once[k], rtol=1e-14)
         assert np.any(once[k] != 0)
@@ -452,10 +454,60 @@ def test_error_inf_in_h0():
 
 
 def test_error_backward_before_forward():
-    with pytest.raises(
-        RuntimeError, match=re.escape("backward() called before forward(): run layer(x) first")
-    ):
+    with pytest.raises(RuntimeError, match=re.escape("LSTM.backward() called with no pending")):
         LSTM(F, H).backward(None, None)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_reuse_is_lifo_and_each_forward_is_consumed_once(kind):
+    """f(a); f(b); backward(db); backward(da) = the gradient of both uses, states too."""
+    rng = np.random.default_rng(11)
+    layer = make(kind, num_layers=2, bidirectional=True)
+    xa, xb = rng.standard_normal((2, T, B, F))
+    oa, _ = layer(xa, lengths=[T, 2, 0, 1])
+    ob, _ = layer(xb)
+    ga, gb = rng.standard_normal((2,) + oa.shape)
+    dxb, dsb = layer.backward(gb)
+    dxa, dsa = layer.backward(ga)
+    both = {k: v.copy() for k, v in layer.grads.items()}
+    with pytest.raises(RuntimeError, match="no pending forward"):
+        layer.backward(ga)  # both forwards consumed
+    for x, g, dx, kw in ((xa, ga, dxa, {"lengths": [T, 2, 0, 1]}), (xb, gb, dxb, {})):
+        layer.zero_grad()
+        layer(x, **kw)
+        dx1, _ = layer.backward(g)
+        np.testing.assert_array_equal(dx1, dx)
+        for k in both:
+            both[k] -= layer.grads[k]
+    for v in both.values():  # what is left after subtracting each use's own gradient
+        np.testing.assert_allclose(v, 0, atol=1e-12)
+
+
+def test_no_grad_keeps_nothing_and_zero_grad_drops_pending():
+    import nprnn
+
+    layer = LSTM(F, H, dtype=np.float64)
+    x = np.ones((T, B, F))
+    with nprnn.no_grad():
+        out, _ = layer(x)
+    assert layer.pending_forwards == 0
+    with pytest.raises(RuntimeError, match="no pending forward"):
+        layer.backward(out)
+    layer(x)
+    layer(x)
+    assert layer.pending_forwards == 2
+    layer.zero_grad()
+    assert layer.pending_forwards == 0
+
+
+def test_refused_backward_keeps_the_forward():
+    layer = GRU(F, H, dtype=np.float64)
+    out, _ = layer(np.ones((T, B, F)))
+    with pytest.raises(ValueError, match="dout"):
+        layer.backward(np.ones((T + 1, B, H)))
+    assert layer.pending_forwards == 1
+    layer.backward(out)
+    assert layer.pending_forwards == 0
 
 
 def test_failed_forward_leaves_nothing_to_backpropagate():
@@ -463,7 +515,9 @@ def test_failed_forward_leaves_nothing_to_backpropagate():
     layer(np.zeros((T, B, F), np.float32))
     with pytest.raises(ValueError):
         layer(np.zeros((T, B, 7), np.float32))
-    with pytest.raises(RuntimeError, match="before forward"):
+    assert layer.pending_forwards == 1  # only the good forward
+    layer.backward(None)
+    with pytest.raises(RuntimeError, match="no pending forward"):
         layer.backward(None)
 
 

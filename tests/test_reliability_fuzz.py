@@ -424,7 +424,7 @@ def test_layer_call_and_backward(data):
     names = {"x", "h0", "c0", "state", "mask", "lengths"}
     kind, res = outcome(names, layer, a["x"], state, **extra)
     if kind == "error":
-        with pytest.raises(RuntimeError, match="before forward"):
+        with pytest.raises(RuntimeError, match="no pending forward"):
             layer.backward(None, None)  # a failed call leaves nothing to backpropagate
         return
     out, st_n = res

@@ -1,4 +1,4 @@
-"""nprnn._workspace: large buffers are reused only once nothing refers to them."""
+"""nprnn.backends._pool: large buffers are reused only once nothing refers to them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import gc
 import numpy as np
 import pytest
 
-from nprnn import _workspace as ws
 from nprnn import functional as F
+from nprnn.backends import _pool as ws
 
 pytestmark = pytest.mark.skipif(not ws._enabled, reason="the pool is off without a GIL")
 

@@ -12,11 +12,12 @@ Public names: the layers :class:`RNN`, :class:`LSTM`, :class:`GRU`, :class:`Line
 and the modules :mod:`~nprnn.functional` (sequence kernels), :mod:`~nprnn.classic` (the
 notebook's API, fixed) and :mod:`~nprnn.optim` (optimizers). NumPy is the only
 dependency of all of these. :func:`release_workspace` frees the large buffers the
-kernels keep for reuse (at most 1 GiB; see :mod:`nprnn._workspace`).
+kernels keep for reuse (at most 1 GiB; see :mod:`nprnn.backends`).
 """
 
 from . import classic, functional, optim
-from ._workspace import release as release_workspace
+from .backends import backend, set_backend
+from .backends._pool import release as release_workspace
 from .containers import ModuleList, Sequential
 from .dense import Dropout, Embedding, Linear
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
@@ -28,23 +29,25 @@ from .module import Module
 __version__ = "0.1.0"
 
 __all__ = [
+    "Module",
+    "no_grad",
+    "enable_grad",
+    "is_grad_enabled",
     "RNN",
     "LSTM",
     "GRU",
     "Linear",
     "Embedding",
     "Dropout",
-    "Module",
     "Sequential",
     "ModuleList",
-    "no_grad",
-    "enable_grad",
-    "is_grad_enabled",
     "softmax_cross_entropy",
     "gradcheck",
     "functional",
     "classic",
     "optim",
     "release_workspace",
+    "set_backend",
+    "backend",
     "__version__",
 ]

@@ -34,8 +34,8 @@ import tracemalloc
 
 import numpy as np
 
-from . import _workspace
 from . import functional as Fn
+from .backends import _pool as _workspace
 
 SHAPES = [  # (cell, H, B, T, nonlinearity)
     ("lstm", 256, 64, 150, "tanh"),

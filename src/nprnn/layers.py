@@ -1,4 +1,4 @@
-"""Recurrent layers ``RNN``, ``LSTM``, ``GRU``: PyTorch's interface on NumPy kernels.
+"""Recurrent layers ``RNN``, ``LSTM``, ``GRU`` (and ``IndRNN``): PyTorch's interface.
 
     layer = LSTM(input_size, hidden_size, num_layers=1, *, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype=np.float32, rng=None)
@@ -41,9 +41,18 @@ its first real step), and a row with no real step returns its initial state as h
 gets dh_n back as dh0. For right padding this is exactly PyTorch with
 ``pack_padded_sequence`` / ``pad_packed_sequence``.
 
-The layer adds no per-step Python work: each (layer, direction) is one call to the
-functional kernel; ``backward`` adds (+=) into ``grads`` and may be called more than once
-for the same forward (only the last forward is kept).
+**Generation.** ``layer.step(x_t, state)`` advances a unidirectional stack by one step
+(x_t (B, F) → out_t (B, H), the new state): the reference cells of
+:mod:`nprnn.kernels.reference` on the live weights, nothing kept, dropout off. With
+``projected=`` the first layer's input projection W_ih x_t + b_ih is given instead of
+x_t (e.g. a row of ``layer.project(embedding.weight)``, a table for every token).
+
+Each (layer, direction) is one call of the driver (:mod:`nprnn.kernels.driver`) on the
+cell the layer is built from (:mod:`nprnn.kernels.cells`); inputs are validated here,
+once. Inside ``nprnn.no_grad()`` the driver keeps no per-step activations. Every
+forward outside ``nprnn.no_grad()`` is kept until a ``backward`` consumes it, the most
+recent first (see :mod:`nprnn.module`), so a layer used twice in one step gets the
+gradient of both uses; ``backward`` adds (+=) into ``grads``.
 """
 
 from __future__ import annotations
@@ -52,7 +61,9 @@ import warnings
 
 import numpy as np
 
-from . import functional as F
+from .grad_mode import is_grad_enabled
+from .kernels import driver
+from .kernels.cells import get_cell
 from .module import Module
 from .validation import (
     _shape,
@@ -66,16 +77,14 @@ from .validation import (
     real_in_range,
 )
 
-__all__ = ["RNN", "LSTM", "GRU"]
-
-_NO_FORWARD = "backward() called before forward(): run layer(x) first"
+__all__ = ["RNN", "LSTM", "GRU", "IndRNN"]
 
 
 class _Recurrent(Module):
-    """Shared machinery of RNN, LSTM and GRU (see the module docstring)."""
+    """A stack of one registered cell (``self.cell``); see the module docstring."""
 
-    _gates = 1  # G
-    _state_names = ("h0",)  # names of the state arrays, as the user passes them
+    _cell_name = "rnn_tanh"  # subclasses: the cell of :mod:`nprnn.kernels.cells`
+    _gates = 1  # TODO(merge): the app still reads this; it becomes self.cell.gates
 
     def __init__(
         self,
@@ -91,6 +100,7 @@ class _Recurrent(Module):
         rng=None,
     ):
         super().__init__(as_float_dtype(dtype))
+        self.cell = get_cell(self._cell_name)
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
@@ -106,18 +116,16 @@ class _Recurrent(Module):
                 UserWarning,
                 stacklevel=3 if type(self) is RNN else 2,  # RNN.__init__ is one frame more
             )
-        D, H, G = self.num_directions, self.hidden_size, self._gates
-        bound = 1.0 / np.sqrt(H)  # PyTorch: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))
+        D, H = self.num_directions, self.hidden_size
+        bound = self.cell.init_bound(H)  # PyTorch: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))
         for k in range(self.num_layers):
             f_in = self.input_size if k == 0 else D * H
+            shapes = self.cell.param_shapes(f_in, H, self.bias)
             for d in range(D):
-                sfx = self._suffix(k, d)
-                shapes = [("weight_ih", (G * H, f_in)), ("weight_hh", (G * H, H))]
-                if self.bias:
-                    shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
-                for name, shape in shapes:
-                    self._add_param(name + sfx, self.rng.uniform(-bound, bound, shape))
-        self._cache = None
+                for name, shape in shapes.items():
+                    self._add_param(
+                        name + self._suffix(k, d), self.rng.uniform(-bound, bound, shape)
+                    )
 
     # ------------------------------------------------------------------ description
 
@@ -149,15 +157,9 @@ class _Recurrent(Module):
             s += f", dtype={self.dtype.name}"
         return s + ")"
 
-    # ------------------------------------------------------------------ kernels (per cell)
-
-    def _kernel_forward(self, x, states, weights, mask, reverse):
-        """One (layer, direction): returns out (T, B, H), [final states], cache."""
-        raise NotImplementedError
-
-    def _kernel_backward(self, dout, dstates, cache):
-        """Returns dx (T, B, F), [dstate0], grads."""
-        raise NotImplementedError
+    @property
+    def _state_names(self) -> tuple:
+        return tuple(n + "0" for n in self.cell.states)  # h0 (, c0): as the user passes them
 
     # ------------------------------------------------------------------ states
 
@@ -202,7 +204,6 @@ class _Recurrent(Module):
         Returns ``(out, h_n)`` (RNN, GRU) or ``(out, (h_n, c_n))`` (LSTM): out in x's
         layout, final states (D·L, B, H). Keeps what ``backward`` needs.
         """
-        self._cache = None  # a failed call leaves nothing to backpropagate
         D, L, H = self.num_directions, self.num_layers, self.hidden_size
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         x = float_array("x", x, dtype=self.dtype)
@@ -224,6 +225,8 @@ class _Recurrent(Module):
         hint = f"directions·num_layers={D * L}, B={B} as in x, hidden_size={H}"
         states = self._check_states(self._split_state(state, "state", names), names, B, hint)
         train_drop = self.training and self.dropout > 0
+        keep = is_grad_enabled()
+        pad = None if m is None or m.all() else ~m[:, None, :]  # (T, 1, B), True at padding
         inp, caches, drops = xt, [], []
         finals = [np.empty((D * L, B, H), dtype=self.dtype) for _ in names]
         for k in range(L):
@@ -231,7 +234,9 @@ class _Recurrent(Module):
             for d in range(D):
                 i = k * D + d
                 s0 = [None if s is None else s[i] for s in states]
-                o, s_n, cache = self._kernel_forward(inp, s0, self._weights(k, d), m, d == 1)
+                o, s_n, cache = driver.forward(
+                    self.cell, inp, s0, self._weights(k, d), pad, d == 1, keep
+                )
                 for buf, s in zip(finals, s_n, strict=True):
                     buf[i] = s
                 outs.append(o)  # (T, B, H)
@@ -239,13 +244,15 @@ class _Recurrent(Module):
             out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, B, D·H), fresh
             scale = None
             if train_drop and k < L - 1:
-                keep = self.rng.random(out.shape, dtype=self.dtype) >= self.dropout
-                scale = keep * self.dtype.type(1.0 / (1.0 - self.dropout))  # 0 or 1/(1−p)
+                kept = self.rng.random(out.shape, dtype=self.dtype) >= self.dropout
+                scale = kept * self.dtype.type(1.0 / (1.0 - self.dropout))  # 0 or 1/(1−p)
                 out *= scale
             caches.append(layer_caches)
             drops.append(scale)
             inp = out
-        self._cache = {"caches": caches, "drops": drops, "T": T, "B": B}
+        if keep:
+            self._save_for_backward({"caches": caches, "drops": drops, "T": T, "B": B})
+        self._last_drops = drops
         if self.batch_first:
             inp = np.ascontiguousarray(inp.swapaxes(0, 1))  # (B, T, D·H)
         return inp, self._pack_state(finals)
@@ -257,9 +264,7 @@ class _Recurrent(Module):
         Each is None (no dropout: eval mode or p = 0) or an array shaped like ``out``
         (x's layout) holding 0 or 1/(1−p): layer k+1 read ``out_k * dropout_masks[k]``.
         """
-        if self._cache is None:
-            return []
-        drops = self._cache["drops"][:-1]
+        drops = getattr(self, "_last_drops", [None])[:-1]
         return [d if d is None or not self.batch_first else d.swapaxes(0, 1) for d in drops]
 
     # ------------------------------------------------------------------ backward
@@ -272,10 +277,8 @@ class _Recurrent(Module):
         None. Returns ``(dx, dh0)`` (RNN, GRU) or ``(dx, (dh0, dc0))`` (LSTM), dx in x's
         layout and the state gradients (D·L, B, H) even when the forward had no state.
         """
-        if self._cache is None:
-            raise RuntimeError(_NO_FORWARD)
         D, L, H = self.num_directions, self.num_layers, self.hidden_size
-        c = self._cache
+        c = self._saved[-1] if self._saved else self._saved_for_backward()  # raises if none
         T, B = c["T"], c["B"]
         if dout is not None:
             want = (B, T, D * H) if self.batch_first else (T, B, D * H)
@@ -286,6 +289,7 @@ class _Recurrent(Module):
         dnames = tuple("d" + n[:-1] + "_n" for n in self._state_names)  # dh_n, dc_n
         dstates = self._split_state(dstate, "dstate", dnames)
         dstates = self._check_states(dstates, dnames, B, "it must match the final state")
+        self._saved.pop()  # consumed only once the upstream gradients are valid
         d0 = [np.empty((D * L, B, H), dtype=self.dtype) for _ in dnames]
         g = dout  # gradient of the current layer's output, (T, B, D·H) or None
         for k in range(L - 1, -1, -1):
@@ -294,7 +298,7 @@ class _Recurrent(Module):
                 i, sfx = k * D + d, self._suffix(k, d)
                 g_d = None if g is None else (g if D == 1 else g[:, :, d * H : (d + 1) * H])
                 ds_n = [None if s is None else s[i] for s in dstates]
-                dx_d, ds0, grads = self._kernel_backward(g_d, ds_n, c["caches"][k][d])
+                dx_d, ds0, grads = driver.backward(c["caches"][k][d], g_d, ds_n)
                 for buf, s in zip(d0, ds0, strict=True):
                     buf[i] = s
                 for name, v in grads.items():
@@ -309,6 +313,71 @@ class _Recurrent(Module):
         if self.batch_first:
             g = np.ascontiguousarray(g.swapaxes(0, 1))  # (B, T, F)
         return g, self._pack_state(d0)
+
+    # ------------------------------------------------------------------ generation
+
+    def project(self, x):
+        """The first layer's input projection W_ih x + b_ih, x (..., input_size) →
+        (..., G·H): a table to pass rows of as ``step(projected=...)``, e.g. for every
+        row of an embedding matrix."""
+        self._check_steppable()
+        x = float_array("x", x, dtype=self.dtype)
+        if x.ndim == 0 or x.shape[-1] != self.input_size:
+            raise ValueError(f"x has shape {_shape(x)}: expected (..., {self.input_size})")
+        w = self._weights(0, 0)
+        gi = x @ w[0].T
+        return gi + w[2] if self.bias else gi
+
+    def _check_steppable(self):
+        if self.bidirectional:
+            raise ValueError(
+                "step() runs one time step forward and needs bidirectional=False: a "
+                "reverse direction reads the whole sequence (call the layer on it instead)"
+            )
+
+    def step(self, x_t=None, state=None, *, projected=None):
+        """One time step of the stack, nothing kept, no dropout: for generation.
+
+        x_t (B, input_size), or ``projected`` (B, G·H) = W_ih x_t + b_ih of the first
+        layer (see :meth:`project`); state as :meth:`forward` takes it, (L, B, H) or
+        None (zeros). Returns ``(out_t (B, H), new_state)``, the state shaped likewise.
+        Each layer runs the reference cell (:mod:`nprnn.kernels.reference`):
+        gi = W_ih x + b_ih, gh = W_hh h + b_hh, new_state = cell.step(gi, gh, state).
+        """
+        self._check_steppable()
+        L, H = self.num_layers, self.hidden_size
+        if (x_t is None) == (projected is None):
+            raise TypeError("step() takes x_t or projected=, exactly one of them")
+        if projected is not None:
+            gi = float_array("projected", projected, ndim=2, dtype=self.dtype)
+            check_shape("projected", gi, (gi.shape[0], self.cell.gates * H))
+            B = gi.shape[0]
+        else:
+            x_t = float_array("x_t", x_t, ndim=2, dtype=self.dtype)
+            check_shape("x_t", x_t, (x_t.shape[0], self.input_size), hint="(B, input_size)")
+            B = x_t.shape[0]
+        names = self._state_names
+        hint = f"num_layers={L}, B={B}, hidden_size={H}"
+        states = self._check_states(self._split_state(state, "state", names), names, B, hint)
+        zero = np.zeros((B, H), self.dtype)
+        new = [np.empty((L, B, H), self.dtype) for _ in names]
+        rec, step = self.cell.recurrence, self.cell.step
+        inp = x_t
+        for k in range(L):
+            w = self._weights(k, 0)
+            if k > 0 or projected is None:
+                gi = inp @ w[0].T
+                if self.bias:
+                    gi += w[2]
+            s_k = tuple(zero if s is None else s[k] for s in states)
+            gh = rec.step(w[1], s_k[0])
+            if self.bias:
+                gh += w[3]
+            s_new, _ = step(gi, gh, s_k)
+            for buf, s in zip(new, s_new, strict=True):
+                buf[k] = s
+            inp = s_new[0]
+        return inp, self._pack_state(new)
 
 
 class RNN(_Recurrent):
@@ -335,6 +404,7 @@ class RNN(_Recurrent):
         rng=None,
     ):
         self.nonlinearity = one_of("nonlinearity", nonlinearity, ("tanh", "relu"))
+        self._cell_name = "rnn_" + self.nonlinearity
         super().__init__(
             input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, dtype=dtype, rng=rng,
@@ -342,15 +412,6 @@ class RNN(_Recurrent):
 
     def _extra_repr(self):
         return ", nonlinearity='relu'" if self.nonlinearity == "relu" else ""
-
-    def _kernel_forward(self, x, states, weights, mask, reverse):
-        out, h_n, cache = F.rnn_forward(x, states[0], *weights, nonlinearity=self.nonlinearity,
-                                        mask=mask, reverse=reverse)  # fmt: skip
-        return out, [h_n], cache
-
-    def _kernel_backward(self, dout, dstates, cache):
-        dx, dh0, grads = F.rnn_backward(dout, dstates[0], cache)
-        return dx, [dh0], grads
 
 
 class LSTM(_Recurrent):
@@ -363,17 +424,8 @@ class LSTM(_Recurrent):
     pair may be None (zeros). See :mod:`nprnn.layers` for shapes and padding.
     """
 
+    _cell_name = "lstm"
     _gates = 4
-    _state_names = ("h0", "c0")
-
-    def _kernel_forward(self, x, states, weights, mask, reverse):
-        out, (h_n, c_n), cache = F.lstm_forward(x, states[0], states[1], *weights,
-                                                mask=mask, reverse=reverse)  # fmt: skip
-        return out, [h_n, c_n], cache
-
-    def _kernel_backward(self, dout, dstates, cache):
-        dx, (dh0, dc0), grads = F.lstm_backward(dout, tuple(dstates), cache)
-        return dx, [dh0, dc0], grads
 
 
 class GRU(_Recurrent):
@@ -386,12 +438,17 @@ class GRU(_Recurrent):
     ``dx, dh0 = gru.backward(dout, dh_n)``. See :mod:`nprnn.layers` for shapes and padding.
     """
 
+    _cell_name = "gru"
     _gates = 3
 
-    def _kernel_forward(self, x, states, weights, mask, reverse):
-        out, h_n, cache = F.gru_forward(x, states[0], *weights, mask=mask, reverse=reverse)
-        return out, [h_n], cache
 
-    def _kernel_backward(self, dout, dstates, cache):
-        dx, dh0, grads = F.gru_backward(dout, dstates[0], cache)
-        return dx, [dh0], grads
+class IndRNN(_Recurrent):
+    """Independently recurrent stack (Li et al. 2018): h' = relu(W_ih x + b_ih + w_hh ⊙ h + b_hh),
+    ``weight_hh_l{k}`` a vector (H,): each unit sees only its own past. Not in torch.
+
+    The same arguments and protocol as :class:`RNN` (no ``nonlinearity``). It is the
+    registered cell ``"indrnn"`` of :mod:`nprnn.kernels.cells`, run by the driver from
+    its reference steps; checked by central differences (torch has no such layer).
+    """
+
+    _cell_name = "indrnn"
