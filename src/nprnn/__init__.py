@@ -25,6 +25,7 @@ from .gradcheck import gradcheck
 from .layers import GRU, LSTM, RNN
 from .losses import softmax_cross_entropy
 from .module import Module
+from .serialization import load, save
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,8 @@ __all__ = [
     "Dropout",
     "Sequential",
     "ModuleList",
+    "save",
+    "load",
     "softmax_cross_entropy",
     "gradcheck",
     "functional",
