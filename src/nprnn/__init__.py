@@ -19,6 +19,7 @@ from . import classic, functional, optim
 from .backends import backend, set_backend
 from .backends._pool import release as release_workspace
 from .containers import ModuleList, Sequential
+from .data import batch_indices, lengths_to_mask, pad_sequence
 from .dense import Dropout, Embedding, Linear
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .gradcheck import gradcheck
@@ -44,6 +45,9 @@ __all__ = [
     "ModuleList",
     "save",
     "load",
+    "pad_sequence",
+    "lengths_to_mask",
+    "batch_indices",
     "softmax_cross_entropy",
     "gradcheck",
     "functional",
