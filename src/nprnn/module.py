@@ -20,15 +20,30 @@ attributes (shared weights) is listed once by ``named_parameters`` / ``params`` 
 first name), and under every name by ``state_dict`` — PyTorch's rules.
 
 **Pending forwards.** A forward pass outside :func:`nprnn.no_grad` pushes what its
-backward needs on the module's stack (``_save_for_backward``); ``backward`` pops the
-most recent one (``_saved_for_backward``). So a module used several times in one step
+backward needs on the module's stack (``save_for_backward``); ``backward`` pops the
+most recent one (``saved_for_backward``). So a module used several times in one step
 is differentiated call by call, latest first::
 
     ya = f(a); yb = f(b)
     f.backward(dyb); f.backward(dya)       # grads = gradient of the sum of both uses
 
 ``backward`` with nothing pending raises ``RuntimeError``; ``zero_grad()`` drops every
-pending forward. Parameters are updated in place by the optimizers: layers read their
+pending forward; a call that raises leaves nothing pending. A model whose children do
+all the work needs no record of its own (each child keeps its own stack); one that
+computes something itself between them (a product, a concatenation) saves what its
+backward needs the same way::
+
+    def forward(self, a, b):
+        ha, hb = self.enc(a), self.enc(b)
+        self.save_for_backward((ha, hb))             # nothing kept inside no_grad
+        return self.head(ha * hb)
+
+    def backward(self, dy):
+        ha, hb = self.saved_for_backward()           # the latest forward's record
+        g = self.head.backward(dy)
+        self.enc.backward(g * ha)                    # b's use first (LIFO), then a's
+        self.enc.backward(g * hb)
+ Parameters are updated in place by the optimizers: layers read their
 live arrays at every call and never keep a private copy between calls.
 """
 
@@ -214,12 +229,12 @@ class Module:
     def backward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define backward()")
 
-    def _save_for_backward(self, saved) -> None:
+    def save_for_backward(self, saved) -> None:
         """Push what the backward of this forward needs (nothing inside ``no_grad``)."""
         if is_grad_enabled():
             self._saved.append(saved)
 
-    def _saved_for_backward(self, *, peek: bool = False):
+    def saved_for_backward(self, *, peek: bool = False):
         """Pop the most recent pending forward's record; RuntimeError if there is none.
 
         ``peek=True`` returns it without popping (check ``dout`` against it first, then
@@ -231,6 +246,9 @@ class Module:
                 "recent first; call the module on an input first"
             )
         return self._saved[-1] if peek else self._saved.pop()
+
+    _save_for_backward = save_for_backward  # the layers' spelling
+    _saved_for_backward = saved_for_backward
 
     @property
     def pending_forwards(self) -> int:
