@@ -299,3 +299,16 @@ def test_dropout_is_seeded_and_recurses_with_train_eval():
     a.eval()
     assert not a[1].training and not a.training
     np.testing.assert_array_equal(a(x), a[0](x))
+
+
+def test_public_names_are_exported():
+    want = {"Module", "Sequential", "ModuleList", "Dropout", "no_grad", "enable_grad",
+            "is_grad_enabled", "save", "load", "pad_sequence", "lengths_to_mask",
+            "batch_indices"}  # fmt: skip
+    assert want <= set(nprnn.__all__)
+    for name in nprnn.__all__:
+        assert hasattr(nprnn, name), name
+    from nprnn.optim import lr_scheduler
+
+    for mod in (nprnn.optim, lr_scheduler, nprnn.containers, nprnn.data, nprnn.serialization):
+        assert all(hasattr(mod, n) for n in mod.__all__), mod.__name__

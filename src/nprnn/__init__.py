@@ -8,11 +8,16 @@ Layers with PyTorch's interface, names and numerics::
     dx, (dh0, dc0) = lstm.backward(dout)             # gradients accumulate in lstm.grads
 
 Public names: the layers :class:`RNN`, :class:`LSTM`, :class:`GRU`, :class:`Linear`,
-:class:`Embedding`; the loss :func:`softmax_cross_entropy`; the checker :func:`gradcheck`;
-and the modules :mod:`~nprnn.functional` (sequence kernels), :mod:`~nprnn.classic` (the
-notebook's API, fixed) and :mod:`~nprnn.optim` (optimizers). NumPy is the only
-dependency of all of these. :func:`release_workspace` frees the large buffers the
-kernels keep for reuse (at most 1 GiB; see :mod:`nprnn.backends`).
+:class:`Embedding`, :class:`Dropout`; models :class:`Module` (subclass it),
+:class:`Sequential`, :class:`ModuleList`, :func:`no_grad` / :func:`enable_grad` /
+:func:`is_grad_enabled`, :func:`save` / :func:`load` (safetensors, imported only when
+called); data helpers :func:`pad_sequence`, :func:`lengths_to_mask`,
+:func:`batch_indices`; the loss :func:`softmax_cross_entropy`; the checker
+:func:`gradcheck`; and the modules :mod:`~nprnn.functional` (sequence kernels),
+:mod:`~nprnn.classic` (the notebook's API, fixed) and :mod:`~nprnn.optim` (optimizers,
+``lr_scheduler``, clipping). NumPy is the only dependency of all of these.
+:func:`release_workspace` frees the large buffers the kernels keep for reuse (at most
+1 GiB; see :mod:`nprnn.backends`).
 """
 
 from . import classic, functional, optim
