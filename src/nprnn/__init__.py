@@ -21,7 +21,7 @@ from .backends._pool import release as release_workspace
 from .dense import Embedding, Linear
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .gradcheck import gradcheck
-from .layers import GRU, LSTM, RNN
+from .layers import GRU, LSTM, RNN, IndRNN
 from .losses import softmax_cross_entropy
 from .module import Module
 
@@ -35,6 +35,7 @@ __all__ = [
     "RNN",
     "LSTM",
     "GRU",
+    "IndRNN",
     "Linear",
     "Embedding",
     "softmax_cross_entropy",
