@@ -37,6 +37,7 @@ __all__ = ["set_backend", "backend", "current", "available", "BACKENDS"]
 # name -> "module:class" of the optional backends, imported on demand
 BACKENDS = {
     "numpy": "nprnn.backends.numpy_backend:NumpyBackend",
+    "cupy": "nprnn.backends.cupy_backend:CupyBackend",
 }
 
 _current = None
@@ -50,13 +51,12 @@ def _load(name: str):
         )
     module, cls = BACKENDS[name].split(":")
     try:
-        mod = importlib.import_module(module)
+        return getattr(importlib.import_module(module), cls)()
     except ImportError as e:
         raise ImportError(
             f"the {name!r} backend needs a package that is not installed ({e.name}): "
             f"pip install 'nprnn[{name}]', or use the 'numpy' backend"
         ) from None
-    return getattr(mod, cls)()
 
 
 def set_backend(name: str) -> None:
