@@ -40,11 +40,11 @@ def test_without_mpi_everything_is_a_no_op():
         dist.allreduce_grads([1, 2])
 
 
-def _mpiexec(n, script, timeout=60):
+def _mpiexec(n, script, *args, timeout=60):
     env = {k: v for k, v in os.environ.items() if k not in dist._LAUNCHER_VARS}
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
     t0 = time.monotonic()
-    proc = subprocess.run([str(MPIEXEC), "-n", str(n), sys.executable, str(SCRIPTS / script)],
+    proc = subprocess.run([str(MPIEXEC), "-n", str(n), sys.executable, str(SCRIPTS / script), *args],
                           capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
     return proc, time.monotonic() - t0
 
@@ -57,10 +57,10 @@ mpi = pytest.mark.skipif(
 
 @mpi
 @pytest.mark.parametrize("n", [1, 2, 3])
-def test_weighted_allreduce_equals_the_whole_batch(n):
-    proc, _ = _mpiexec(n, "grads.py")
+def test_weighted_allreduce_equals_the_whole_batch(n, tmp_path):
+    proc, _ = _mpiexec(n, "grads.py", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    rows = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
     assert sorted(r["rank"] for r in rows) == list(range(n))
     for r in rows:
         assert r["size"] == n

@@ -1,6 +1,6 @@
 """Run under mpiexec: the weighted allreduce of shard gradients equals the full batch's.
 
-Prints one JSON line per rank: its rank, the worst relative gradient error against the
+Writes one JSON file per rank into the directory argv[1]: its rank, the worst relative gradient error against the
 gradient of the whole batch (computed locally), and the parameter spread after a
 broadcast."""
 
