@@ -44,8 +44,8 @@ def _mpiexec(n, script, *args, timeout=60):
     env = {k: v for k, v in os.environ.items() if k not in dist._LAUNCHER_VARS}
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
     t0 = time.monotonic()
-    proc = subprocess.run([str(MPIEXEC), "-n", str(n), sys.executable, str(SCRIPTS / script), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
+    cmd = [str(MPIEXEC), "-n", str(n), sys.executable, str(SCRIPTS / script), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     return proc, time.monotonic() - t0
 
 

@@ -1,8 +1,8 @@
 """Run under mpiexec: the weighted allreduce of shard gradients equals the full batch's.
 
-Writes one JSON file per rank into the directory argv[1]: its rank, the worst relative gradient error against the
-gradient of the whole batch (computed locally), and the parameter spread after a
-broadcast."""
+Writes one JSON file per rank into the directory argv[1]: its rank, the worst relative
+gradient error against the gradient of the whole batch (computed locally), and the
+parameter spread after a broadcast."""
 
 import json
 import sys
@@ -58,16 +58,6 @@ try:
     shard_error = ""
 except ValueError as e:
     shard_error = str(e)
-print(
-    json.dumps(
-        {
-            "rank": r,
-            "size": n,
-            "err": err,
-            "spread": spread,
-            "total": total,
-            "shard_error": shard_error,
-        }
-    )
-)
-sys.stdout.flush()
+with open(f"{sys.argv[1]}/rank{r}.json", "w") as f:  # one file per rank: no interleaving
+    row = {"rank": r, "size": n, "err": err, "spread": spread, "total": total}
+    json.dump({**row, "shard_error": shard_error}, f)
