@@ -17,6 +17,8 @@ backend is any object with these members:
 ``flush_subnormals(carried, chunk)``
                        zero gradients about to turn subnormal; returns whether they are
                        near that range (see :meth:`NumpyBackend.flush_subnormals`)
+``uniform(rng, shape, dtype)``
+                       U[0, 1) samples on the device (dropout), from a host Generator
 ``asarray(a, dtype)``  an array of this backend from host data or its own arrays
 ``to_numpy(a)``        a host NumPy array
 ``info()``             a dict for ``nprnn bench`` / ``nprnn --version`` (BLAS, versions)

@@ -58,6 +58,12 @@ class CupyBackend:
     def matmul(self, a, b, out):
         return self.xp.matmul(a, b, out=out)
 
+    def uniform(self, rng, shape, dtype):
+        """U[0, 1) samples drawn on the device, from a generator seeded by the host ``rng``
+        (one draw of it per call: runs stay reproducible from the host seed)."""
+        seed = int(rng.integers(2**63))
+        return self.xp.random.default_rng(seed).random(shape, dtype=dtype)
+
     def asarray(self, a, dtype=None):
         return self.xp.asarray(a, dtype=dtype)
 
