@@ -76,8 +76,8 @@ def test_gradcheck_on_the_device(cell):
         mask = ~pad[:, 0, :]
 
         def f(p):
-            out, fin, _ = F.sequence_forward(cell, cp.asarray(p["x"]), None,
-                                             [cp.asarray(p[n]) for n in names], mask=mask)  # fmt: skip
+            ws = [cp.asarray(p[n]) for n in names]
+            out, _, _ = F.sequence_forward(cell, cp.asarray(p["x"]), None, ws, mask=mask)
             return float(cp.sum(out * cp.asarray(dout)))
 
         out, fin, cache = F.sequence_forward(cell, cp.asarray(x), None,
