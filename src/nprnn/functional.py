@@ -38,9 +38,9 @@ import numbers
 
 import numpy as np
 
+from . import backends
 from .kernels import driver
 from .kernels.cells import get_cell
-from . import backends
 from .validation import _shape, check_shape, float_array, mask_array, on_backend, one_of
 
 __all__ = [
@@ -174,7 +174,10 @@ def _checked_inputs(cell, x, states, weights, mask, lengths):
     be = backends.current()  # everything on its device (a no-op on the host)
     x = on_backend("x", x, be)
     ws = [on_backend(n, w, be) for n, w in zip(cell.param_shapes(F, H), ws, strict=False)]
-    checked = [None if s is None else on_backend(n, s, be) for (n, _), s in zip(states, checked)]
+    names = [n for n, _ in states]
+    checked = [
+        None if s is None else on_backend(n, s, be) for n, s in zip(names, checked, strict=True)
+    ]
     pad = None if pad is None else be.asarray(pad)
     return x, checked, ws, pad
 
