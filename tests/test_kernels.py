@@ -175,3 +175,42 @@ def test_inference_forward_keeps_nothing_and_agrees():
         np.testing.assert_array_equal(out, out2)
         for a, b in zip(fin, fin2, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_cupy_backend_python_side_on_the_host(monkeypatch):
+    """The CuPy backend's code, with NumPy standing in for CuPy (no GPU here): the
+    driver through it gives the NumPy backend's results bit for bit (same ufuncs)."""
+    from nprnn.backends.cupy_backend import CupyBackend
+
+    shim = CupyBackend(xp=np, fused=False)
+    assert shim.flush_subnormals([np.full(3, 1e-40, np.float32)]) is False
+    assert shim.info()["backend"] == "cupy"
+    for cell in sorted(CELLS):
+        c, x, states, w, dout, dstates = _problem(cell, 7)
+        pad = ~MASKS["holes"].astype(bool)[:, None, :]
+        monkeypatch.setattr(backends, "_current", NumpyBackend())
+        ref = driver.forward(c, x, states, w, pad, True)
+        ref_b = driver.backward(ref[2], dout, dstates)
+        monkeypatch.setattr(backends, "_current", shim)
+        got = driver.forward(c, x, states, w, pad, True)
+        got_b = driver.backward(got[2], dout, dstates)
+        assert got[2].be is shim
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got_b[0], ref_b[0])
+        for k in ref_b[2]:
+            np.testing.assert_allclose(got_b[2][k], ref_b[2][k], rtol=1e-15, atol=0)
+
+
+def test_cupy_backend_without_cupy_is_a_clear_error():
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"the 'cupy' backend needs a package that is not"):
+            backends.set_backend("cupy")
+    else:  # pragma: no cover - a machine with CuPy: it loads or names the missing GPU
+        try:
+            backends.set_backend("cupy")
+        except RuntimeError as e:
+            assert "CUDA device" in str(e)
+        finally:
+            backends.set_backend("numpy")

@@ -9,13 +9,14 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import nprnn
-from nprnn import GRU, LSTM, RNN, gradcheck
+from nprnn import GRU, LSTM, RNN, IndRNN, gradcheck
 
 KINDS = {
     "rnn_tanh": (RNN, {"nonlinearity": "tanh"}),
     "rnn_relu": (RNN, {"nonlinearity": "relu"}),
     "lstm": (LSTM, {}),
     "gru": (GRU, {}),
+    "indrnn": (IndRNN, {}),  # no torch twin: checked by central differences only
 }
 T, B, F, H = 5, 4, 2, 3
 
@@ -589,3 +590,57 @@ def test_error_constructor_args(kwargs, exc, match):
 
 def test_public_names():
     assert {"RNN", "LSTM", "GRU"} <= set(nprnn.__all__)
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_no_grad_forward_equals_the_training_forward(kind):
+    layer = make(kind, num_layers=2, bidirectional=True).eval()
+    x = np.random.default_rng(2).standard_normal((T, B, F))
+    out, sn = layer(x, lengths=[5, 0, 3, 1])
+    with nprnn.no_grad():
+        out2, sn2 = layer(x, lengths=[5, 0, 3, 1])
+    np.testing.assert_array_equal(out, out2)
+    for a, b in zip(unpack(layer, sn), unpack(layer, sn2), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_step_equals_the_sequence_forward(kind, dtype):
+    """step() one step at a time (reference cells) = the driver over the sequence."""
+    layer = make(kind, dtype=dtype, num_layers=3)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((T, B, F)).astype(dtype)
+    s0 = [rng.standard_normal((3, B, H)).astype(dtype) for _ in range(n_states(layer))]
+    with nprnn.no_grad():
+        out, sn = layer(x, pack(layer, s0))
+    state = pack(layer, s0)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for t in range(T):
+        o, state = layer.step(x[t], state)
+        assert rel_err(o, out[t]) < tol
+    for a, b in zip(unpack(layer, state), unpack(layer, sn), strict=True):
+        assert rel_err(a, b) < tol
+    table = layer.project(x[0])  # the first layer's projection given instead of x_0
+    o2, _ = layer.step(projected=table, state=pack(layer, s0))
+    assert rel_err(o2, out[0]) < tol
+    assert layer.pending_forwards == 0
+
+
+def test_step_refuses_what_it_cannot_do():
+    with pytest.raises(
+        ValueError, match="step\\(\\) runs one time step forward and needs bidirectional=False"
+    ):
+        LSTM(F, H, bidirectional=True).step(np.zeros((B, F), np.float32))
+    with pytest.raises(TypeError, match="x_t or projected=, exactly one"):
+        GRU(F, H).step()
+    with pytest.raises(ValueError, match="x_t has shape"):
+        GRU(F, H).step(np.zeros((B, F + 1), np.float32))
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300))

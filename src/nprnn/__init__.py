@@ -28,7 +28,7 @@ from .data import batch_indices, lengths_to_mask, pad_sequence
 from .dense import Dropout, Embedding, Linear
 from .grad_mode import enable_grad, is_grad_enabled, no_grad
 from .gradcheck import gradcheck
-from .layers import GRU, LSTM, RNN
+from .layers import GRU, LSTM, RNN, IndRNN
 from .losses import softmax_cross_entropy
 from .module import Module
 from .serialization import load, save
@@ -43,6 +43,7 @@ __all__ = [
     "RNN",
     "LSTM",
     "GRU",
+    "IndRNN",
     "Linear",
     "Embedding",
     "Dropout",

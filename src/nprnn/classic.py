@@ -73,6 +73,7 @@ from ._classic_checks import (
     _state,
     _steps_mask,
 )
+from .kernels import reference as ref
 from .validation import check_shape, float_array, format_shape
 
 __all__ = [
@@ -293,7 +294,8 @@ def rnnCell_forward(xt, a_prev, parameters, mask_t=None):
     xt, a_prev = _cast(dt, xt, a_prev)
     Wax, Waa, Ba, Wya, By = _cast(dt, *(P[k] for k in RNN_KEYS))
     mk = _mask_t(mask_t, m, dt)
-    at = np.tanh(Wax @ xt + Waa @ a_prev + Ba)  # (n_a, m)
+    (h,), _ = ref.rnn_tanh_step((Wax @ xt + Ba).T, (Waa @ a_prev).T, (a_prev.T,))
+    at = h.T  # (n_a, m)
     if mk is not None:
         at = np.where(mk > 0.5, at, a_prev)  # keep the previous state at PAD positions
     yt_pred = softmax(Wya @ at + By)  # (n_y, m)
@@ -384,7 +386,7 @@ def _rnn_cell_backward(da_next, dz_t, step):
     dWya = dz_t @ a_next.T  # (n_y, n_a)
     dBy = dz_t.sum(axis=1, keepdims=True)
     da_total = da_next + Wya.T @ dz_t  # (n_a, m)
-    dtanh = da_total * (1 - a_next**2)
+    dtanh = ref.rnn_tanh_step_backward((da_total.T,), a_next.T)[0].T
     if mk is not None:
         dtanh *= mk  # no parameter update from PAD columns
     da_prev = Waa.T @ dtanh
@@ -503,13 +505,12 @@ def lstmCell_forward(xt, a_prev, c_prev, parameters, mask_t=None):
     xt, a_prev, c_prev = _cast(dt, xt, a_prev, c_prev)
     Wf, bf, Wi, bi, Wc, bc, Wo, bo, Wy, by = _cast(dt, *(P[k] for k in LSTM_KEYS))
     mk = _mask_t(mask_t, m, dt)
-    z = np.vstack((a_prev, xt))  # (n_a + n_x, m)
-    ft = sigmoid(Wf @ z + bf)
-    it = sigmoid(Wi @ z + bi)
-    cct = np.tanh(Wc @ z + bc)
-    ot = sigmoid(Wo @ z + bo)
-    c_next = ft * c_prev + it * cct
-    a_next = ot * np.tanh(c_next)
+    W = np.vstack((Wi, Wf, Wc, Wo))  # (4 n_a, n_a + n_x): PyTorch's gate order i, f, g, o
+    gi = (W[:, n_a:] @ xt + np.vstack((bi, bf, bc, bo))).T  # (m, 4 n_a)
+    gh = (W[:, :n_a] @ a_prev).T
+    (h, c), (it, ft, cct, ot, _, _) = ref.lstm_step(gi, gh, (a_prev.T, c_prev.T))
+    a_next, c_next = h.T, c.T
+    ft, it, cct, ot = ft.T, it.T, cct.T, ot.T
     if mk is not None:
         keep = mk > 0.5
         a_next = np.where(keep, a_next, a_prev)
@@ -632,21 +633,16 @@ def _lstm_cell_backward(da_next, dc_next, step):
     Wf, _, Wi, _, Wc, _, Wo, _, _, _ = _cast(dt, *(P[k] for k in LSTM_KEYS))
     if mk is not None:
         mk = mk.astype(dt)
-    tc = np.tanh(c_next)
-    dct = dc_next + da_next * ot * (1 - tc**2)
-    raw = {
-        "f": dct * c_prev * ft * (1 - ft),
-        "i": dct * cct * it * (1 - it),
-        "c": dct * it * (1 - cct**2),
-        "o": da_next * tc * ot * (1 - ot),
-    }
+    saved = (it.T, ft.T, cct.T, ot.T, c_prev.T, np.tanh(c_next).T)
+    da, _, (_, dc_prev) = ref.lstm_step_backward((da_next.T, dc_next.T), saved)
+    da, dc_prev = da.T, dc_prev.T  # (4 n_a, m) in the order i, f, g, o; (n_a, m)
+    raw = dict(zip("ifco", np.split(da, 4), strict=True))
     if mk is not None:
         for k in raw:
             raw[k] = raw[k] * mk  # no parameter update from PAD columns
     z = np.vstack((a_prev, xt))  # (n_a + n_x, m)
     dz = Wf.T @ raw["f"] + Wi.T @ raw["i"] + Wc.T @ raw["c"] + Wo.T @ raw["o"]
     da_prev, dxt = dz[:n_a], dz[n_a:]
-    dc_prev = dct * ft
     if mk is not None:
         da_prev = da_prev + (1 - mk) * da_next  # the carry at PAD columns
         dc_prev = np.where(mk > 0.5, dc_prev, dc_next)

@@ -38,9 +38,10 @@ import numbers
 
 import numpy as np
 
+from . import backends
 from .kernels import driver
 from .kernels.cells import get_cell
-from .validation import _shape, check_shape, float_array, mask_array, one_of
+from .validation import _shape, check_shape, float_array, mask_array, on_backend, one_of
 
 __all__ = [
     "sigmoid",
@@ -170,6 +171,14 @@ def _checked_inputs(cell, x, states, weights, mask, lengths):
         checked.append(s)
     m = mask_array(mask, lengths, T, B)
     pad = None if m is None or m.all() else ~m[:, None, :]  # (T, 1, B)
+    be = backends.current()  # everything on its device (a no-op on the host)
+    x = on_backend("x", x, be)
+    ws = [on_backend(n, w, be) for n, w in zip(cell.param_shapes(F, H), ws, strict=False)]
+    names = [n for n, _ in states]
+    checked = [
+        None if s is None else on_backend(n, s, be) for n, s in zip(names, checked, strict=True)
+    ]
+    pad = None if pad is None else be.asarray(pad)
     return x, checked, ws, pad
 
 
@@ -191,12 +200,12 @@ def _checked_upstream(c: driver.Cache, dout, dstates, names):
     H = c.slots[0].shape[1]
     dt = c.x.dtype
     if dout is not None:
-        dout = float_array("dout", dout, ndim=3, dtype=dt)
+        dout = on_backend("dout", float_array("dout", dout, ndim=3, dtype=dt), c.be)
         check_shape("dout", dout, (T, B, H), hint="it must match out")
     checked = []
     for name, d in zip(names, dstates, strict=True):
         if d is not None:
-            d = float_array(name, d, ndim=2, dtype=dt)
+            d = on_backend(name, float_array(name, d, ndim=2, dtype=dt), c.be)
             check_shape(name, d, (B, H), hint="it must match the final state")
         checked.append(d)
     return dout, checked

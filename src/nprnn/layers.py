@@ -61,6 +61,7 @@ import warnings
 
 import numpy as np
 
+from . import backends
 from .grad_mode import is_grad_enabled
 from .kernels import driver
 from .kernels.cells import get_cell
@@ -72,6 +73,7 @@ from .validation import (
     check_shape,
     float_array,
     mask_array,
+    on_backend,
     one_of,
     positive_int,
     real_in_range,
@@ -179,12 +181,17 @@ class _Recurrent(Module):
     def _pack_state(self, arrays: list):
         return arrays[0] if len(arrays) == 1 else tuple(arrays)
 
-    def _check_states(self, arrays: list, names, B: int, hint: str) -> list:
-        D, L, H = self.num_directions, self.num_layers, self.hidden_size
+    def _array(self, name, a, be, **kw):
+        """``a`` checked (a float array of the layer's dtype) and on the backend's device."""
+        return on_backend(name, float_array(name, a, dtype=self.dtype, **kw), be)
+
+    def _check_states(self, arrays: list, names, B: int, hint: str, be, L=None) -> list:
+        D, H = self.num_directions, self.hidden_size
+        L = self.num_layers if L is None else L
         out = []
         for name, s in zip(names, arrays, strict=True):
             if s is not None:
-                s = float_array(name, s, dtype=self.dtype)
+                s = self._array(name, s, be)
                 check_shape(name, s, (D * L, B, H), hint=hint)
             out.append(s)
         return out
@@ -206,7 +213,9 @@ class _Recurrent(Module):
         """
         D, L, H = self.num_directions, self.num_layers, self.hidden_size
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
-        x = float_array("x", x, dtype=self.dtype)
+        be = backends.current()
+        xp = be.xp
+        x = self._array("x", x, be)
         if x.ndim != 3:
             raise ValueError(f"x must be 3-D {layout}, got shape {_shape(x)} ({x.ndim}-D)")
         if x.shape[2] != self.input_size:
@@ -218,17 +227,20 @@ class _Recurrent(Module):
             raise ValueError(
                 f"x has shape {_shape(x)}: {layout} needs at least one step and one sequence"
             )
-        xt = np.ascontiguousarray(x.swapaxes(0, 1)) if self.batch_first else x  # (T, B, F)
+        xt = xp.ascontiguousarray(x.swapaxes(0, 1)) if self.batch_first else x  # (T, B, F)
         T, B = xt.shape[:2]
         m = mask_array(mask, lengths, T, B, batch_first=self.batch_first)  # (T, B) bool | None
         names = self._state_names
         hint = f"directions·num_layers={D * L}, B={B} as in x, hidden_size={H}"
-        states = self._check_states(self._split_state(state, "state", names), names, B, hint)
+        states = self._split_state(state, "state", names)
+        states = self._check_states(states, names, B, hint, be)
         train_drop = self.training and self.dropout > 0
         keep = is_grad_enabled()
         pad = None if m is None or m.all() else ~m[:, None, :]  # (T, 1, B), True at padding
+        if pad is not None:
+            pad = be.asarray(pad)
         inp, caches, drops = xt, [], []
-        finals = [np.empty((D * L, B, H), dtype=self.dtype) for _ in names]
+        finals = [xp.empty((D * L, B, H), dtype=self.dtype) for _ in names]
         for k in range(L):
             outs, layer_caches = [], []
             for d in range(D):
@@ -241,10 +253,10 @@ class _Recurrent(Module):
                     buf[i] = s
                 outs.append(o)  # (T, B, H)
                 layer_caches.append(cache)
-            out = outs[0] if D == 1 else np.concatenate(outs, axis=2)  # (T, B, D·H), fresh
+            out = outs[0] if D == 1 else xp.concatenate(outs, axis=2)  # (T, B, D·H), fresh
             scale = None
             if train_drop and k < L - 1:
-                kept = self.rng.random(out.shape, dtype=self.dtype) >= self.dropout
+                kept = be.uniform(self.rng, out.shape, self.dtype) >= self.dropout
                 scale = kept * self.dtype.type(1.0 / (1.0 - self.dropout))  # 0 or 1/(1−p)
                 out *= scale
             caches.append(layer_caches)
@@ -254,7 +266,7 @@ class _Recurrent(Module):
             self._save_for_backward({"caches": caches, "drops": drops, "T": T, "B": B})
         self._last_drops = drops
         if self.batch_first:
-            inp = np.ascontiguousarray(inp.swapaxes(0, 1))  # (B, T, D·H)
+            inp = xp.ascontiguousarray(inp.swapaxes(0, 1))  # (B, T, D·H)
         return inp, self._pack_state(finals)
 
     @property
@@ -280,17 +292,19 @@ class _Recurrent(Module):
         D, L, H = self.num_directions, self.num_layers, self.hidden_size
         c = self._saved[-1] if self._saved else self._saved_for_backward()  # raises if none
         T, B = c["T"], c["B"]
+        be = backends.current()
+        xp = be.xp
         if dout is not None:
             want = (B, T, D * H) if self.batch_first else (T, B, D * H)
-            dout = float_array("dout", dout, dtype=self.dtype)
+            dout = self._array("dout", dout, be)
             check_shape("dout", dout, want, hint="it must match out")
             if self.batch_first:
                 dout = dout.swapaxes(0, 1)  # (T, B, D·H), a view
         dnames = tuple("d" + n[:-1] + "_n" for n in self._state_names)  # dh_n, dc_n
         dstates = self._split_state(dstate, "dstate", dnames)
-        dstates = self._check_states(dstates, dnames, B, "it must match the final state")
+        dstates = self._check_states(dstates, dnames, B, "it must match the final state", be)
         self._saved.pop()  # consumed only once the upstream gradients are valid
-        d0 = [np.empty((D * L, B, H), dtype=self.dtype) for _ in dnames]
+        d0 = [xp.empty((D * L, B, H), dtype=self.dtype) for _ in dnames]
         g = dout  # gradient of the current layer's output, (T, B, D·H) or None
         for k in range(L - 1, -1, -1):
             dx = None
@@ -311,7 +325,7 @@ class _Recurrent(Module):
                 dx *= c["drops"][k - 1]  # through the dropout of layer k−1's output
             g = dx
         if self.batch_first:
-            g = np.ascontiguousarray(g.swapaxes(0, 1))  # (B, T, F)
+            g = xp.ascontiguousarray(g.swapaxes(0, 1))  # (B, T, F)
         return g, self._pack_state(d0)
 
     # ------------------------------------------------------------------ generation
@@ -321,7 +335,7 @@ class _Recurrent(Module):
         (..., G·H): a table to pass rows of as ``step(projected=...)``, e.g. for every
         row of an embedding matrix."""
         self._check_steppable()
-        x = float_array("x", x, dtype=self.dtype)
+        x = self._array("x", x, backends.current())
         if x.ndim == 0 or x.shape[-1] != self.input_size:
             raise ValueError(f"x has shape {_shape(x)}: expected (..., {self.input_size})")
         w = self._weights(0, 0)
@@ -348,19 +362,20 @@ class _Recurrent(Module):
         L, H = self.num_layers, self.hidden_size
         if (x_t is None) == (projected is None):
             raise TypeError("step() takes x_t or projected=, exactly one of them")
+        be = backends.current()
         if projected is not None:
-            gi = float_array("projected", projected, ndim=2, dtype=self.dtype)
+            gi = self._array("projected", projected, be, ndim=2)
             check_shape("projected", gi, (gi.shape[0], self.cell.gates * H))
             B = gi.shape[0]
         else:
-            x_t = float_array("x_t", x_t, ndim=2, dtype=self.dtype)
+            x_t = self._array("x_t", x_t, be, ndim=2)
             check_shape("x_t", x_t, (x_t.shape[0], self.input_size), hint="(B, input_size)")
             B = x_t.shape[0]
         names = self._state_names
         hint = f"num_layers={L}, B={B}, hidden_size={H}"
-        states = self._check_states(self._split_state(state, "state", names), names, B, hint)
-        zero = np.zeros((B, H), self.dtype)
-        new = [np.empty((L, B, H), self.dtype) for _ in names]
+        states = self._check_states(self._split_state(state, "state", names), names, B, hint, be)
+        zero = be.xp.zeros((B, H), self.dtype)
+        new = [be.xp.empty((L, B, H), self.dtype) for _ in names]
         rec, step = self.cell.recurrence, self.cell.step
         inp = x_t
         for k in range(L):

@@ -28,8 +28,34 @@ def _shape(a) -> str:
     return format_shape(a.shape)
 
 
+def array_module(a):
+    """``numpy``, or ``cupy`` for a CuPy array (CuPy is imported only when one comes)."""
+    if type(a).__module__.partition(".")[0] == "cupy":
+        import cupy
+
+        return cupy
+    return np
+
+
+def on_backend(name: str, arr, be):
+    """``arr`` on the device of backend ``be``: host data goes to a GPU backend's device
+    (one copy, at the boundary); a GPU array on a host backend is an error that says
+    what to do, never a silent copy back."""
+    if array_module(arr) is np:
+        return arr if be.device == "cpu" else be.asarray(arr)
+    if be.device == "cpu":
+        raise TypeError(
+            f"{name} is a CuPy (GPU) array but nprnn runs on the {be.name!r} backend: call "
+            f"nprnn.set_backend('cupy') and model.to('cuda'), or pass {name}.get()"
+        )
+    return arr
+
+
 def as_array(name: str, a) -> np.ndarray:
-    """``np.asarray(a)``, with NumPy's conversion errors (a ragged nested list) naming ``name``."""
+    """``np.asarray(a)``, with NumPy's conversion errors (a ragged nested list) naming ``name``;
+    a CuPy array is returned as it is."""
+    if array_module(a) is not np:
+        return a
     try:
         return np.asarray(a)
     except ValueError as e:
@@ -98,17 +124,19 @@ def all_finite(arr: np.ndarray) -> bool:
     A sum of finite floats is finite unless it overflows, and any NaN or inf makes it
     non-finite; only then are the entries tested one by one.
     """
+    xp = array_module(arr)
     if arr.dtype.kind == "f" and arr.size:
         with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(np.add.reduce(arr, axis=None)):
+            if bool(xp.isfinite(xp.sum(arr))):
                 return True
-    return bool(np.isfinite(arr).all())
+    return bool(xp.isfinite(arr).all())
 
 
 def check_finite(name: str, arr: np.ndarray) -> None:
     """Raise ``ValueError`` naming the first NaN or inf entry of ``arr``."""
     if arr.size and not all_finite(arr):
-        bad = np.argwhere(~np.isfinite(arr))[0]
+        xp = array_module(arr)
+        bad = xp.argwhere(~xp.isfinite(arr))[0]
         idx = tuple(int(i) for i in bad)
         raise ValueError(
             f"{name} contains a non-finite value ({arr[idx]}) at index {idx}: "

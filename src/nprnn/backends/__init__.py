@@ -17,6 +17,8 @@ backend is any object with these members:
 ``flush_subnormals(carried, chunk)``
                        zero gradients about to turn subnormal; returns whether they are
                        near that range (see :meth:`NumpyBackend.flush_subnormals`)
+``uniform(rng, shape, dtype)``
+                       U[0, 1) samples on the device (dropout), from a host Generator
 ``asarray(a, dtype)``  an array of this backend from host data or its own arrays
 ``to_numpy(a)``        a host NumPy array
 ``info()``             a dict for ``nprnn bench`` / ``nprnn --version`` (BLAS, versions)
@@ -37,6 +39,7 @@ __all__ = ["set_backend", "backend", "current", "available", "BACKENDS"]
 # name -> "module:class" of the optional backends, imported on demand
 BACKENDS = {
     "numpy": "nprnn.backends.numpy_backend:NumpyBackend",
+    "cupy": "nprnn.backends.cupy_backend:CupyBackend",
 }
 
 _current = None
@@ -50,13 +53,12 @@ def _load(name: str):
         )
     module, cls = BACKENDS[name].split(":")
     try:
-        mod = importlib.import_module(module)
+        return getattr(importlib.import_module(module), cls)()
     except ImportError as e:
         raise ImportError(
             f"the {name!r} backend needs a package that is not installed ({e.name}): "
             f"pip install 'nprnn[{name}]', or use the 'numpy' backend"
         ) from None
-    return getattr(mod, cls)()
 
 
 def set_backend(name: str) -> None:

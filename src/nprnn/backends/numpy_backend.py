@@ -30,6 +30,10 @@ class NumpyBackend:
     def matmul(self, a, b, out):
         return np.dot(a, b, out=out)
 
+    def uniform(self, rng, shape, dtype):
+        """U[0, 1) samples from the host generator ``rng`` (dropout masks)."""
+        return rng.random(shape, dtype=dtype)
+
     def asarray(self, a, dtype=None):
         return np.asarray(a, dtype=dtype)
 
