@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import backends
 from .module import Module
 from .validation import (
     _shape,
@@ -179,7 +180,8 @@ class Dropout(Module):
         if self.p == 1.0:
             scale = np.zeros(x.shape, dtype=x.dtype)
         else:
-            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p
+            u = backends.current().uniform(self.rng, x.shape, x.dtype)  # U[0, 1), as layers'
+            keep = u >= self.p
             scale = keep * x.dtype.type(1.0 / (1.0 - self.p))  # 0 or 1/(1−p), x's dtype
         self._save_for_backward((x.shape, x.dtype, scale))
         return x * scale
