@@ -43,9 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nprnn.charlm import CharLM
-from nprnn.optim import LRSchedule
-from nprnn.text import (
+from nprnn.app.charlm import CharLM
+from nprnn.app.text import (
     LinesBatcher,
     StreamBatcher,
     Vocab,
@@ -55,6 +54,7 @@ from nprnn.text import (
     split_text,
     split_train_val,
 )
+from nprnn.optim import LRSchedule
 
 
 def parse_args(argv=None):
@@ -308,7 +308,7 @@ def run_torch(args, vocab, train, val):
 
 
 def _nprnn_eval(model, vocab, val, args) -> float:
-    from nprnn.train import evaluate
+    from nprnn.app.train import evaluate
 
     return evaluate(
         model, vocab, val, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nprnn.charlm import CharLM
+from nprnn.app.charlm import CharLM
+from nprnn.app.text import Vocab
 from nprnn.gradcheck import gradcheck
-from nprnn.text import Vocab
 
 LINES = ["anna", "bob", "cleo", "dave", "eve", "abba"]
 
@@ -165,7 +165,7 @@ def test_constructor_checks():
 def test_weights_load_into_torch(tmp_path, model):
     torch = pytest.importorskip("torch")
     st_torch = pytest.importorskip("safetensors.torch")
-    from nprnn.checkpoint import save_arrays
+    from nprnn.app.runs import save_arrays
 
     V, H, L = 9, 6, 2
     lm = CharLM(V, model=model, hidden=H, layers=L, rng=0).eval()
@@ -253,7 +253,7 @@ def test_a_config_asking_for_a_huge_model_is_refused_without_building_it():
 def test_a_tiny_temperature_samples_greedily_without_warnings():
     import warnings
 
-    from nprnn.charlm import _draw
+    from nprnn.app.charlm import _draw
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4, 6)).astype(np.float32) * 3

@@ -14,8 +14,8 @@ import pytest
 
 pytest.importorskip("safetensors")
 
-from nprnn import checkpoint as ck  # noqa: E402
-from nprnn.checkpoint import (  # noqa: E402
+from nprnn.app import runs as ck  # noqa: E402
+from nprnn.app.runs import (  # noqa: E402
     CheckpointError,
     RunDir,
     atomic_write_bytes,
@@ -466,7 +466,7 @@ def test_sigkill_during_saves(tmp_path):
     script = textwrap.dedent(f"""
         import sys, numpy as np
         sys.path.insert(0, {SRC!r})
-        from nprnn.checkpoint import RunDir, save_checkpoint
+        from nprnn.app.runs import RunDir, save_checkpoint
         run = RunDir(sys.argv[1])
         step = 0
         print("ready", flush=True)

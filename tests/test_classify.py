@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from nprnn import classify
-from nprnn.checkpoint import CheckpointError
-from nprnn.classify import SeqClassifier, classification_metrics, encode_batch
+from nprnn.app import classify
+from nprnn.app.classify import SeqClassifier, classification_metrics, encode_batch
+from nprnn.app.runs import CheckpointError
+from nprnn.app.text import DataError, Vocab
 from nprnn.gradcheck import gradcheck
 from nprnn.losses import softmax_cross_entropy
-from nprnn.text import DataError, Vocab
 
 # a learnable toy rule: label "a" if the text ends with 'a', else "b"
 TOY = ["anna", "bella", "bob", "carl", "dora", "ed", "ella", "fred", "gina", "hal", "ida",

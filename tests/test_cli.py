@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nprnn import cli
-from nprnn.checkpoint import load_arrays
-from nprnn.train import Trainer
+from nprnn.app import cli
+from nprnn.app.runs import load_arrays
+from nprnn.app.train import Trainer
 
 NAMES = [
     "anna",
@@ -140,8 +140,8 @@ def test_train_sample_eval(tmp_path, corpus, capsys):
 
 
 def _reference_loss(run: Path, lines) -> float:
-    from nprnn.charlm import CharLM
-    from nprnn.text import Vocab
+    from nprnn.app.charlm import CharLM
+    from nprnn.app.text import Vocab
 
     cfg = json.loads((run / "config.json").read_text())
     vocab = Vocab.from_dict(cfg["vocab"])
@@ -296,7 +296,7 @@ def test_weights_load_into_torch(tmp_path, corpus, capsys):
     emb.load_state_dict({"weight": sd["embedding.weight"]})
     lstm.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("rnn.")})
     head.load_state_dict({"weight": sd["head.weight"], "bias": sd["head.bias"]})
-    from nprnn.charlm import CharLM
+    from nprnn.app.charlm import CharLM
 
     cfg = json.loads((out / "config.json").read_text())
     model = CharLM.from_config(cfg["model"])
@@ -353,12 +353,12 @@ def test_bench_is_dispatched_lazily(monkeypatch):
     import types
 
     seen = []
-    fake = types.ModuleType("nprnn.bench")
+    fake = types.ModuleType("nprnn.app.bench")
     fake.main = lambda argv: seen.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "nprnn.bench", fake)
-    import nprnn
+    monkeypatch.setitem(sys.modules, "nprnn.app.bench", fake)
+    import nprnn.app
 
-    monkeypatch.setattr(nprnn, "bench", fake, raising=False)
+    monkeypatch.setattr(nprnn.app, "bench", fake, raising=False)
     assert cli.main(["bench", "--json", "--quick"]) == 0
     assert seen == [["--json", "--quick"]]
 
@@ -472,7 +472,7 @@ def test_corrupted_foreign_and_unseen(tmp_path, corpus, capsys):
 
 def _resign(run: Path, mutate) -> None:
     """Edit trainer.json and recompute its checksum (consistent, but wrong)."""
-    from nprnn.checkpoint import _dumps, _sha256
+    from nprnn.app.runs import _dumps, _sha256
 
     rec = json.loads((run / "trainer.json").read_text())
     rec.pop("checksum")
@@ -482,7 +482,7 @@ def _resign(run: Path, mutate) -> None:
 
 
 def _weights_only(run: Path, dest: Path, *, config=None, scale_head=None) -> Path:
-    from nprnn.checkpoint import save_arrays
+    from nprnn.app.runs import save_arrays
 
     dest.mkdir()
     cfg = json.loads((run / "config.json").read_text())

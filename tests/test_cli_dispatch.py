@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from nprnn import cli
+from nprnn.app import cli
 
 NAMES = "Anna\tfemale\nBob\tmale\nCleo\tfemale\nDave\tmale\nEve\tfemale\nFay\tfemale\n" * 3
 
@@ -74,7 +74,7 @@ def test_delegated_commands_run_on_one_blas_thread(monkeypatch, capsys):
     assert code == 0, err
     assert calls == [1]
     calls.clear()
-    from nprnn import bench
+    from nprnn.app import bench
 
     monkeypatch.setattr(bench, "main", lambda argv: 0)
     assert cli.main(["bench", "--json"]) == 0

@@ -27,8 +27,8 @@ import pytest
 import nprnn
 from nprnn import classic, optim
 from nprnn import functional as F
-from nprnn.charlm import CharLM
-from nprnn.checkpoint import (
+from nprnn.app.charlm import CharLM
+from nprnn.app.runs import (
     CheckpointError,
     RunDir,
     _dumps,
@@ -40,8 +40,7 @@ from nprnn.checkpoint import (
     save_checkpoint,
     save_rng,
 )
-from nprnn.gradcheck import gradcheck
-from nprnn.text import (
+from nprnn.app.text import (
     DataError,
     LinesBatcher,
     StreamBatcher,
@@ -51,6 +50,7 @@ from nprnn.text import (
     split_text,
     split_train_val,
 )
+from nprnn.gradcheck import gradcheck
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -363,7 +363,7 @@ def deadline(seconds: int):
 
 def run_cli(*argv) -> tuple[int, str, str]:
     """``cli.main`` in-process; any exception it lets through propagates (a bug)."""
-    from nprnn import cli
+    from nprnn.app import cli
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -547,7 +547,7 @@ def test_bug_T1_lines_batcher_checks_vocab():
 
 
 def test_bug_T2_none_sequences_are_named():
-    from nprnn.text import iter_eval_batches
+    from nprnn.app.text import iter_eval_batches
 
     for name, fn in [
         ("chars", lambda: Vocab(None, lines_mode=True)),
@@ -719,7 +719,7 @@ def test_bug_CLI4_resume_validates_the_record(trained, tmp_path):
 
 
 def test_bug_CK1_record_entries_are_type_checked(tmp_path):
-    from nprnn.checkpoint import load_checkpoint, load_model
+    from nprnn.app.runs import load_checkpoint, load_model
 
     def fresh(name):
         run = RunDir(tmp_path / name)

@@ -34,9 +34,8 @@ from hypothesis import strategies as st
 import nprnn
 from nprnn import classic, optim
 from nprnn import functional as F
-from nprnn.checkpoint import CheckpointError
-from nprnn.gradcheck import gradcheck
-from nprnn.text import (
+from nprnn.app.runs import CheckpointError
+from nprnn.app.text import (
     DataError,
     LinesBatcher,
     StreamBatcher,
@@ -44,6 +43,7 @@ from nprnn.text import (
     iter_eval_batches,
     iter_eval_stream,
 )
+from nprnn.gradcheck import gradcheck
 
 # Every test body counts its examples here, and outcome() its results ("ok" / the
 # exception type); the module fixture prints the totals.

@@ -12,7 +12,7 @@
    uninterrupted run bit for bit, and the evaluation log the same values.
 2. **Unwritable ``--out``** (a path under a regular file — tests run as root, so chmod
    would not stop writes) is refused with exit 2 and one line before training starts.
-3. **Checkpoint mutation fuzz over the loader** (``nprnn.cli._read_run``, what ``sample``,
+3. **Checkpoint mutation fuzz over the loader** (``nprnn.app.cli._read_run``, what ``sample``,
    ``eval`` and ``--resume`` use): thousands of damaged run directories — flipped or
    truncated bytes, renamed keys / wrong dtypes / wrong shapes in safetensors headers,
    edited JSON (wrong types, missing keys, foreign vocabulary, another architecture),
@@ -42,9 +42,9 @@ import numpy as np
 import pytest
 
 import nprnn
-from nprnn import cli
-from nprnn.checkpoint import CheckpointError, RunDir, _dumps, _sha256
-from nprnn.text import DataError, Vocab
+from nprnn.app import cli
+from nprnn.app.runs import CheckpointError, RunDir, _dumps, _sha256
+from nprnn.app.text import DataError, Vocab
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -385,7 +385,7 @@ def check_load(d: Path, which: str, *, verify=None, sample=False) -> str:
 
 
 def test_loader_mutation_fuzz(scratch, source_run, request):
-    assert LOADER is not None, "nprnn.cli._read_run (the loader) was renamed: update this test"
+    assert LOADER is not None, "nprnn.app.cli._read_run (the loader) was renamed: update this test"
     rng = np.random.default_rng(7)
     counts: Counter = Counter()
     cfg = json.loads((source_run / "config.json").read_text())

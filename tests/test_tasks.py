@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from nprnn import functional as F
-from nprnn import tasks
-from nprnn.tasks import TaskNet, adding_batch, copy_batch, state_grad_norms
+from nprnn.app import tasks
+from nprnn.app.tasks import TaskNet, adding_batch, copy_batch, state_grad_norms
 
 # ----------------------------------------------------------------------------- generators
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nprnn.text import (
+from nprnn.app.text import (
     DataError,
     LinesBatcher,
     StreamBatcher,

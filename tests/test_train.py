@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-import nprnn.train as train_mod
-from nprnn.charlm import CharLM
-from nprnn.checkpoint import RunDir, load_arrays, load_best, load_checkpoint
-from nprnn.text import Vocab
-from nprnn.train import Trainer, TrainOptions, evaluate, plot_losses
+import nprnn.app.train as train_mod
+from nprnn.app.charlm import CharLM
+from nprnn.app.runs import RunDir, load_arrays, load_best, load_checkpoint
+from nprnn.app.text import Vocab
+from nprnn.app.train import Trainer, TrainOptions, evaluate, plot_losses
 
 LINES = ["anna", "bob", "cleo", "dave", "eve", "fay", "gus", "hal", "ida", "jo", "kim", "lea"]
 
@@ -195,7 +195,7 @@ def _damage(state, arrays, what):
      "stream nan", "stream missing", "unknown array", "optimizer", "batcher"],
 )  # fmt: skip
 def test_load_state_refuses_a_damaged_state_and_changes_nothing(tmp_path, what):
-    from nprnn.checkpoint import CheckpointError
+    from nprnn.app.runs import CheckpointError
 
     a = make(tmp_path, name="a", mode="stream", steps=5)
     a.run()
@@ -217,7 +217,7 @@ def test_load_state_refuses_a_damaged_state_and_changes_nothing(tmp_path, what):
 
 
 def test_load_state_of_a_lines_run_with_a_bad_batcher_changes_nothing(tmp_path):
-    from nprnn.checkpoint import CheckpointError
+    from nprnn.app.runs import CheckpointError
 
     a = make(tmp_path, name="a", steps=5)
     a.run()

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-from nprnn import viz
-from nprnn.charlm import CharLM
-from nprnn.checkpoint import CheckpointError, atomic_write_json, save_arrays
-from nprnn.text import DataError, Vocab
+from nprnn.app import viz
+from nprnn.app.charlm import CharLM
+from nprnn.app.runs import CheckpointError, atomic_write_json, save_arrays
+from nprnn.app.text import DataError, Vocab
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LINES = ["anna", "bob", "<script>alert(1)</script>", "a & b"]

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .charlm import MODELS, CharLM
-from .checkpoint import CheckpointError, RunDir, load_best, load_checkpoint, load_model
+from .runs import CheckpointError, RunDir, load_best, load_checkpoint, load_model
 from .text import DataError, Vocab, read_text, split_text, split_train_val
 from .train import Trainer, TrainOptions, evaluate, plot_losses
 
@@ -273,7 +273,7 @@ def _delegate(argv):
     cmd = argv[0] if argv else None
     if cmd in DELEGATED:
         module, func, _ = DELEGATED[cmd]
-        return getattr(import_module(f"nprnn.{module}"), func)
+        return getattr(import_module(f"nprnn.app.{module}"), func)
     if cmd == "train" and _option(argv, "--task") == "classify":
         from .classify import main_train
 
@@ -348,7 +348,7 @@ def set_blas_threads(n: int) -> bool:
 
 
 def _bundled_text() -> str:
-    ref = resources.files("nprnn") / "corpora" / "first_names.txt"
+    ref = resources.files("nprnn.app") / "corpora" / "first_names.txt"
     with resources.as_file(ref) as path:
         return read_text(path)
 

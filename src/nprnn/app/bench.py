@@ -34,8 +34,8 @@ import tracemalloc
 
 import numpy as np
 
-from . import _workspace
-from . import functional as Fn
+import nprnn
+from nprnn import functional as Fn
 
 SHAPES = [  # (cell, H, B, T, nonlinearity)
     ("lstm", 256, 64, 150, "tanh"),
@@ -61,7 +61,7 @@ def _median_time(fn, repeat: int) -> float:
 def _peak_bytes(fn) -> int:
     """Peak memory NumPy allocates while ``fn`` runs (NumPy reports to tracemalloc),
     counting the kernels' reused buffers (freed first, so that ``fn`` allocates them)."""
-    _workspace.release()
+    nprnn.release_workspace()
     tracemalloc.start()
     try:
         fn()

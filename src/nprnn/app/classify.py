@@ -43,14 +43,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, RunDir, load_model, save_checkpoint
-from .dense import Embedding, Linear
-from .layers import GRU, LSTM, RNN
-from .losses import softmax_cross_entropy
-from .module import Stack
-from .optim import LRSchedule, clip_grad_norm, make_optimizer
+from nprnn.dense import Embedding, Linear
+from nprnn.layers import GRU, LSTM, RNN
+from nprnn.losses import softmax_cross_entropy
+from nprnn.module import Stack
+from nprnn.optim import LRSchedule, clip_grad_norm, make_optimizer
+from nprnn.validation import as_float_dtype, as_rng, one_of, positive_int, real_in_range
+
+from .runs import CheckpointError, RunDir, load_model, save_checkpoint
 from .text import DataError, Vocab, read_text, split_train_val
-from .validation import as_float_dtype, as_rng, one_of, positive_int, real_in_range
 from .viz import make_parser
 
 __all__ = ["SeqClassifier", "read_labeled", "encode_batch", "classification_metrics",
@@ -89,7 +90,7 @@ def read_labeled(path, *, flag: str = "--data") -> list[tuple[str, str]]:
     reads a bundled corpus). Bad lines raise :class:`DataError` naming the line."""
     path = str(path)
     if path.startswith("bundled:"):
-        ref = resources.files("nprnn") / "corpora" / path.removeprefix("bundled:")
+        ref = resources.files("nprnn.app") / "corpora" / path.removeprefix("bundled:")
         with resources.as_file(ref) as p:
             return _parse_labeled(read_text(p, flag=flag), repr(path))
     return _parse_labeled(read_text(path, flag=flag), repr(path))

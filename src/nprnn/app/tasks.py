@@ -45,12 +45,13 @@ import time
 
 import numpy as np
 
-from . import functional as F
-from .dense import Linear
-from .layers import GRU, LSTM, RNN
-from .losses import softmax_cross_entropy
-from .optim import clip_grad_norm, make_optimizer
-from .validation import as_rng, positive_int
+from nprnn import functional as F
+from nprnn.dense import Linear
+from nprnn.layers import GRU, LSTM, RNN
+from nprnn.losses import softmax_cross_entropy
+from nprnn.optim import clip_grad_norm, make_optimizer
+from nprnn.validation import as_rng, positive_int
+
 from .viz import import_pyplot, make_parser
 
 __all__ = [

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .validation import as_rng, positive_int, real_in_range
+from nprnn.validation import as_rng, positive_int, real_in_range
 
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 _POOL_BATCHES = 50  # length bucketing sorts pools of this many batches
@@ -344,7 +344,7 @@ class LinesBatcher:
             "lines batcher",
         )
         epoch = _int_field(d, "epoch", 0, 2**62, "lines batcher")
-        from .checkpoint import load_rng  # local import: checkpoint is optional for text
+        from .runs import load_rng  # local import: checkpoint is optional for text
 
         self._rng.bit_generator.state = load_rng(d.get("rng_state")).bit_generator.state
         self._start_state = self._rng.bit_generator.state
@@ -354,7 +354,7 @@ class LinesBatcher:
 
 
 def _rng_state_to_json(state: dict) -> dict:
-    from .checkpoint import _jsonable_rng_state
+    from .runs import _jsonable_rng_state
 
     return _jsonable_rng_state(state)
 

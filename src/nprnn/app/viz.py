@@ -92,7 +92,7 @@ def colour(v: float) -> str:
 def load_charlm(run_dir, *, which: str = "best"):
     """``(model, vocab, config)`` of a char-LM run directory (``nprnn train --out DIR``)."""
     from .charlm import CharLM
-    from .checkpoint import CheckpointError, RunDir, load_model
+    from .runs import CheckpointError, RunDir, load_model
     from .text import Vocab
 
     run = RunDir(Path(run_dir))
@@ -343,7 +343,7 @@ def main_viz(argv=None) -> int:
 
 def main_plot(argv=None) -> int:
     """``nprnn plot DIR [--out FILE.png]``: the loss curves of a run's ``log.jsonl``."""
-    from .checkpoint import RunDir
+    from .runs import RunDir
 
     p = make_parser(
         "nprnn plot",

@@ -24,11 +24,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .dense import Embedding, Linear
-from .layers import GRU, LSTM, RNN
-from .losses import softmax_cross_entropy
-from .module import Stack
-from .validation import (
+from nprnn.dense import Embedding, Linear
+from nprnn.layers import GRU, LSTM, RNN
+from nprnn.losses import softmax_cross_entropy
+from nprnn.module import Stack
+from nprnn.validation import (
     as_float_dtype,
     as_rng,
     format_shape,

@@ -32,8 +32,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .checkpoint import CheckpointError, RunDir, load_rng, save_checkpoint
-from .optim import LRSchedule, clip_grad_norm, make_optimizer
+from nprnn.optim import LRSchedule, clip_grad_norm, make_optimizer
+
+from .runs import CheckpointError, RunDir, load_rng, save_checkpoint
 from .text import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
 
 __all__ = [
