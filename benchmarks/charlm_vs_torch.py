@@ -43,17 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
 from nprnn.app.charlm import CharLM
-from nprnn.app.text import (
-    LinesBatcher,
-    StreamBatcher,
-    Vocab,
-    iter_eval_batches,
-    iter_eval_stream,
-    read_text,
-    split_text,
-    split_train_val,
-)
+from nprnn.app.text import Vocab, read_text, split_text, split_train_val
 from nprnn.optim import LRSchedule
 
 
@@ -308,7 +300,7 @@ def run_torch(args, vocab, train, val):
 
 
 def _nprnn_eval(model, vocab, val, args) -> float:
-    from nprnn.app.train import evaluate
+    from nprnn.app.lm import evaluate
 
     return evaluate(
         model, vocab, val, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len

@@ -14,23 +14,19 @@ import pytest
 
 pytest.importorskip("safetensors")
 
-from nprnn.app import runs as ck  # noqa: E402
-from nprnn.app.runs import (  # noqa: E402
-    CheckpointError,
-    RunDir,
+from nprnn.app import files as ck  # noqa: E402
+from nprnn.app.errors import CheckpointError  # noqa: E402
+from nprnn.app.files import (  # noqa: E402
     atomic_write_bytes,
     atomic_write_json,
     load_arrays,
     load_arrays_with_metadata,
-    load_best,
-    load_checkpoint,
-    load_model,
     load_rng,
     read_json,
     save_arrays,
-    save_checkpoint,
     save_rng,
 )
+from nprnn.app.runs import RunDir, load_best, load_checkpoint, load_model, save_checkpoint  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -329,7 +325,7 @@ def test_checkpoint_detects_inconsistency(tmp_path):
         if bad.pop("keep_checksum", False):
             bad["checksum"] = rec["checksum"]
         else:  # a self-consistent record whose content is wrong
-            bad["checksum"] = ck._sha256(ck._dumps(bad).encode())
+            bad["checksum"] = ck.sha256_hex(ck.canonical_json(bad).encode())
         atomic_write_json(run.trainer_json_path, bad)
         with pytest.raises(CheckpointError, match=match):
             load_checkpoint(run)
@@ -343,7 +339,7 @@ def _resign(run, rec):
     """Write ``rec`` as trainer.json with a matching checksum (consistent but wrong)."""
     body = {k: v for k, v in rec.items() if k != "checksum"}
     atomic_write_json(
-        run.trainer_json_path, {**body, "checksum": ck._sha256(ck._dumps(body).encode())}
+        run.trainer_json_path, {**body, "checksum": ck.sha256_hex(ck.canonical_json(body).encode())}
     )
 
 

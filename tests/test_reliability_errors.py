@@ -27,29 +27,19 @@ import pytest
 import nprnn
 from nprnn import classic, optim
 from nprnn import functional as F
+from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_stream
 from nprnn.app.charlm import CharLM
-from nprnn.app.runs import (
-    CheckpointError,
-    RunDir,
-    _dumps,
-    _sha256,
+from nprnn.app.errors import CheckpointError, DataError
+from nprnn.app.files import (
     arrays_to_bytes,
     atomic_write_bytes,
-    load_best,
+    canonical_json,
     read_json,
-    save_checkpoint,
     save_rng,
+    sha256_hex,
 )
-from nprnn.app.text import (
-    DataError,
-    LinesBatcher,
-    StreamBatcher,
-    Vocab,
-    iter_eval_stream,
-    read_text,
-    split_text,
-    split_train_val,
-)
+from nprnn.app.runs import RunDir, load_best, save_checkpoint
+from nprnn.app.text import Vocab, read_text, split_text, split_train_val
 from nprnn.gradcheck import gradcheck
 
 # ----------------------------------------------------------------------------- fixtures
@@ -211,7 +201,7 @@ CASES = [
     ("Vocab.build texts", TypeError, r"^texts must be strings, got int$",
      lambda: Vocab.build([1], lines_mode=True)),
     ("from_dict keys", DataError,
-     r"^vocabulary must have keys chars, lines_mode, got \['chars'\] — the run's config\.json "
+     r"^vocabulary must have keys tokens, lines_mode, got \['chars'\] — the run's config\.json "
      r"is damaged — retrain or restore it$",
      lambda: Vocab.from_dict({"chars": ["a"]})),
     ("from_dict lines_mode", DataError,
@@ -413,8 +403,8 @@ def resigned(run: Path, mutate) -> None:
     rec = read_json(run / "trainer.json")
     rec.pop("checksum")
     mutate(rec)
-    rec["checksum"] = _sha256(_dumps(rec).encode("utf-8"))
-    (run / "trainer.json").write_text(_dumps(rec))
+    rec["checksum"] = sha256_hex(canonical_json(rec).encode("utf-8"))
+    (run / "trainer.json").write_text(canonical_json(rec))
 
 
 def test_bug_F2_backward_checks_its_cache():
@@ -547,7 +537,7 @@ def test_bug_T1_lines_batcher_checks_vocab():
 
 
 def test_bug_T2_none_sequences_are_named():
-    from nprnn.app.text import iter_eval_batches
+    from nprnn.app.batches import iter_eval_batches
 
     for name, fn in [
         ("chars", lambda: Vocab(None, lines_mode=True)),

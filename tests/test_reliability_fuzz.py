@@ -34,15 +34,9 @@ from hypothesis import strategies as st
 import nprnn
 from nprnn import classic, optim
 from nprnn import functional as F
-from nprnn.app.runs import CheckpointError
-from nprnn.app.text import (
-    DataError,
-    LinesBatcher,
-    StreamBatcher,
-    Vocab,
-    iter_eval_batches,
-    iter_eval_stream,
-)
+from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
+from nprnn.app.errors import CheckpointError, DataError
+from nprnn.app.text import Vocab
 from nprnn.gradcheck import gradcheck
 
 # Every test body counts its examples here, and outcome() its results ("ok" / the
@@ -744,11 +738,21 @@ JSONISH = st.recursive(
     d=st.one_of(
         JSONISH,
         st.fixed_dictionaries({"chars": JSONISH, "lines_mode": JSONISH}),
+        st.fixed_dictionaries({"tokens": JSONISH, "lines_mode": JSONISH}),
         st.fixed_dictionaries(
             {
                 "chars": st.lists(st.text("abc\x00é", max_size=2), max_size=4),
                 "lines_mode": st.booleans(),
             }
+        ),
+        st.builds(
+            lambda chars, lm, specials: {
+                "tokens": (["<pad>", "<bos>", "<eos>"] if lm and specials else []) + chars,
+                "lines_mode": lm,
+            },
+            st.lists(st.text("abc\x00é", max_size=2), max_size=4),
+            st.booleans(),
+            st.booleans(),
         ),
     )
 )
@@ -760,7 +764,12 @@ def test_vocab_from_dict(d):
     except DataError as e:
         assert "vocabulary" in str(e) and "\n" not in str(e)
         return
-    assert v.to_dict() == d and len(v) == len(d["chars"]) + 3 * d["lines_mode"]
+    specials = ["<pad>", "<bos>", "<eos>"] if d["lines_mode"] else []
+    if "tokens" in d:  # config.json's form: every id with its token, specials included
+        assert v.to_dict() == d and len(v) == len(d["tokens"])
+    else:  # the form of runs written before 0.2
+        assert v.tokens == specials + d["chars"] and len(v) == len(d["chars"]) + len(specials)
+    assert Vocab.from_dict(v.to_dict()) == v
 
 
 @fuzz(100)

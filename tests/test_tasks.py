@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nprnn import functional as F
-from nprnn.app import tasks
+from nprnn.app import cli, tasks
 from nprnn.app.tasks import TaskNet, adding_batch, copy_batch, state_grad_norms
 
 # ----------------------------------------------------------------------------- generators
@@ -130,9 +130,26 @@ def _json_line(capsys):
     return json.loads(out[0])
 
 
-def test_main_adding_prints_one_json_line(capsys):
-    rc = tasks.main(["adding", "--model", "gru", "--T", "6", "--steps", "3", "--hidden", "4",
-                     "--batch-size", "5", "--quiet"])  # fmt: skip
+def test_main_adding_prints_one_json_line(capsys, tmp_path):
+    rc = cli.main(
+        [
+            "task",
+            "adding",
+            "--out",
+            str(tmp_path / "a"),
+            "--model",
+            "gru",
+            "--T",
+            "6",
+            "--steps",
+            "3",
+            "--hidden",
+            "4",
+            "--batch-size",
+            "5",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     res = _json_line(capsys)
     assert {"mse", "baseline_mse", "model", "T"} <= set(res)
@@ -140,9 +157,28 @@ def test_main_adding_prints_one_json_line(capsys):
     assert 0.08 < res["baseline_mse"] < 0.26
 
 
-def test_main_copy_prints_one_json_line(capsys):
-    rc = tasks.main(["copy", "--model", "rnn", "--T", "3", "--steps", "2", "--hidden", "4",
-                     "--symbols", "3", "--alphabet", "4", "--quiet"])  # fmt: skip
+def test_main_copy_prints_one_json_line(capsys, tmp_path):
+    rc = cli.main(
+        [
+            "task",
+            "copy",
+            "--out",
+            str(tmp_path / "c"),
+            "--model",
+            "rnn",
+            "--T",
+            "3",
+            "--steps",
+            "2",
+            "--hidden",
+            "4",
+            "--symbols",
+            "3",
+            "--alphabet",
+            "4",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     res = _json_line(capsys)
     assert {"accuracy", "baseline_accuracy"} <= set(res)
@@ -150,14 +186,14 @@ def test_main_copy_prints_one_json_line(capsys):
 
 
 def test_main_grad_norms_json_and_png(capsys, tmp_path):
-    rc = tasks.main(["grad-norms", "--T", "10", "--hidden", "4", "--batch-size", "3",
-                     "--no-plot"])  # fmt: skip
+    rc = cli.main(["task", "grad-norms", "--T", "10", "--hidden", "4", "--batch-size", "3",
+                   "--models", "rnn,lstm", "--no-plot"])  # fmt: skip
     assert rc == 0
     res = _json_line(capsys)
     assert set(res["norms"]) == {"rnn", "lstm"} and res["out"] is None
     pytest.importorskip("matplotlib")
     out = tmp_path / "g.png"
-    assert tasks.main(["grad-norms", "--T", "10", "--hidden", "4", "--out", str(out)]) == 0
+    assert cli.main(["task", "grad-norms", "--T", "10", "--hidden", "4", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -169,10 +205,11 @@ def test_main_grad_norms_json_and_png(capsys, tmp_path):
         (["adding"], "--T"),
         (["copy", "--T", "4", "--lr", "-1"], "lr"),
         (["grad-norms", "--models", "rnn,xyz", "--no-plot"], "models"),
-        (["tetris"], "invalid choice"),
+        (["tetris"], "adding, copy, grad-norms"),
     ],
 )
-def test_bad_input_is_a_one_line_value_error(argv, match):
-    with pytest.raises(ValueError, match=match) as e:
-        tasks.main(argv)
-    assert "\n" not in str(e.value)
+def test_bad_input_is_a_one_line_error(argv, match, capsys, tmp_path):
+    assert cli.main(["task", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and match in err, err
+    assert not (tmp_path / "o").exists()

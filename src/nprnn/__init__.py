@@ -13,6 +13,11 @@ and the modules :mod:`~nprnn.functional` (sequence kernels), :mod:`~nprnn.classi
 notebook's API, fixed) and :mod:`~nprnn.optim` (optimizers). NumPy is the only
 dependency of all of these. :func:`release_workspace` frees the large buffers the
 kernels keep for reuse (at most 1 GiB; see :mod:`nprnn._workspace`).
+
+``nprnn.load_run(DIR)`` opens a run directory written by ``nprnn train`` (the model, its
+vocabulary, ``.sample()`` and ``.score()``); it lives in the toolkit, :mod:`nprnn.app`,
+which is imported only when ``load_run`` is first used: ``import nprnn`` loads NumPy
+and nothing else.
 """
 
 from . import classic, functional, optim
@@ -38,3 +43,13 @@ __all__ = [
     "release_workspace",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    # the one link from the library to the toolkit: lazy, so that ``import nprnn`` (and
+    # ``from nprnn import *``) never imports nprnn.app and its dependencies
+    if name == "load_run":
+        from .app import load_run
+
+        return load_run
+    raise AttributeError(f"module 'nprnn' has no attribute {name!r}")

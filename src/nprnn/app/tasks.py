@@ -28,7 +28,12 @@ gradient that the kernel returns for step t+1 (its ``dh0``) is exactly ∂L/∂h
 the same backward recursion the whole-sequence kernel runs, only stopped at every step
 (the tests check that both give the same ``dh0`` and parameter gradients).
 
-Command line (``main``)::
+Training runs the shared loop of :mod:`.train` (constant learning rate by default,
+clipping, an evaluation on the held-out set every ``eval_every`` steps); from the command
+line it writes a run directory, so ``--resume``, Ctrl-C (exit 130) and divergence (exit
+3) behave as for ``nprnn train``. The reported metrics are those of the final weights.
+
+Command line::
 
     nprnn task adding --model lstm --T 100          # ends with one JSON line: mse, baseline_mse
     nprnn task copy --model lstm --T 20             # ... accuracy, baseline_accuracy
@@ -37,36 +42,43 @@ Command line (``main``)::
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import sys
 import time
 
 import numpy as np
 
+import nprnn
 from nprnn import functional as F
-from nprnn.dense import Linear
-from nprnn.layers import GRU, LSTM, RNN
-from nprnn.losses import softmax_cross_entropy
-from nprnn.optim import clip_grad_norm, make_optimizer
-from nprnn.validation import as_rng, positive_int
+from nprnn.module import Module
+from nprnn.validation import as_float_dtype, as_rng, one_of, positive_int
 
-from .viz import import_pyplot, make_parser
+from . import commands
+from . import options as O
+from .charlm import MODELS
+from .errors import UsageError
+from .files import jsonable_rng_state, load_rng
+from .memory import check_fits, params_bytes, step_bytes
+from .train import LoopOptions, Objective, Trainer
+from .viz import new_figure
 
 __all__ = [
     "adding_batch",
     "copy_batch",
     "TaskNet",
+    "AddingObjective",
+    "CopyObjective",
     "train_adding",
     "train_copy",
     "gradient_norms",
     "state_grad_norms",
-    "main",
+    "plot_grad_norms",
+    "cmd_train",
+    "cmd_grad_norms",
+    "FORMAT",
 ]
 
-MODELS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-EVAL_SEQUENCES = 1000  # size of the fresh held-out set the final metrics use
+FORMAT, VERSION = "nprnn-task", 1
+EVAL_SEQUENCES = 1000  # size of the fresh held-out set the metrics use
 EVAL_BATCH = 100
 
 
@@ -101,8 +113,11 @@ def copy_batch(rng: np.random.Generator, B: int, T: int, n_symbols: int = 8, alp
     are the S symbols, to be emitted at the last S steps. S = ``n_symbols``,
     A = ``alphabet``; T >= 0.
     """
-    B, S, A = positive_int("B", B), positive_int("n_symbols", n_symbols), positive_int(
-        "alphabet", alphabet, minimum=2)  # fmt: skip
+    B, S, A = (
+        positive_int("B", B),
+        positive_int("n_symbols", n_symbols),
+        positive_int("alphabet", alphabet, minimum=2),
+    )
     T = positive_int("T", T, minimum=0)
     symbols = rng.integers(0, A, size=(S, B))  # (S, B)
     ids = np.full((2 * S + T + 1, B), A, dtype=np.int64)  # blanks
@@ -114,34 +129,41 @@ def copy_batch(rng: np.random.Generator, B: int, T: int, n_symbols: int = 8, alp
 # ----------------------------------------------------------------------------- the network
 
 
-class TaskNet:
-    """One recurrent layer (F → H) and a Linear readout (H → out).
+class TaskNet(Module):
+    """One recurrent layer (F → H) and a Linear readout (H → out): an
+    :class:`nprnn.module.Module` with parameters ``rnn.weight_ih_l0``, ..., ``head.weight``,
+    ``head.bias``."""
 
-    ``params()`` / ``grads()`` are flat dicts (``rnn.weight_ih_l0``, ..., ``head.weight``,
-    ``head.bias``) of the live arrays, for the optimizer.
-    """
+    def __init__(
+        self, model: str, n_in: int, hidden: int, n_out: int, *, dtype=np.float32, rng=None
+    ):
+        super().__init__(as_float_dtype(dtype))
+        self.model = one_of("model", model, tuple(MODELS))
+        self.n_in, self.hidden = positive_int("n_in", n_in), positive_int("hidden", hidden)
+        self.n_out = positive_int("n_out", n_out)
+        self.rng = as_rng(rng)
+        self.rnn = MODELS[model](self.n_in, self.hidden, dtype=self.dtype, rng=self.rng)
+        self.head = nprnn.Linear(self.hidden, self.n_out, dtype=self.dtype, rng=self.rng)
 
-    def __init__(self, model: str, n_in: int, hidden: int, n_out: int, *, dtype=np.float32,
-                 rng=None):  # fmt: skip
-        if model not in MODELS:
-            raise ValueError(f"model must be one of {', '.join(MODELS)}, got {model!r}")
-        rng = as_rng(rng)
-        self.model = model
-        self.rnn = MODELS[model](n_in, hidden, dtype=dtype, rng=rng)
-        self.head = Linear(hidden, n_out, dtype=dtype, rng=rng)
-        self.dtype = np.dtype(dtype)
+    def config(self) -> dict:
+        return {
+            "model": self.model,
+            "n_in": self.n_in,
+            "hidden": self.hidden,
+            "n_out": self.n_out,
+            "dtype": self.dtype.name,
+        }
 
-    def params(self) -> dict:
-        return {**{f"rnn.{k}": v for k, v in self.rnn.params.items()},
-                **{f"head.{k}": v for k, v in self.head.params.items()}}  # fmt: skip
-
-    def grads(self) -> dict:
-        return {**{f"rnn.{k}": v for k, v in self.rnn.grads.items()},
-                **{f"head.{k}": v for k, v in self.head.grads.items()}}  # fmt: skip
-
-    def zero_grad(self) -> None:
-        self.rnn.zero_grad()
-        self.head.zero_grad()
+    @classmethod
+    def from_config(cls, cfg: dict, *, rng=None, weights=None) -> TaskNet:
+        if not isinstance(cfg, dict) or set(cfg) != {"model", "n_in", "hidden", "n_out", "dtype"}:
+            raise ValueError(f"task model config {cfg!r}")
+        net = cls(
+            cfg["model"], cfg["n_in"], cfg["hidden"], cfg["n_out"], dtype=cfg["dtype"], rng=rng
+        )
+        if weights is not None:
+            net.load_state_dict(weights)
+        return net
 
     def final_state(self, x):
         """h_T (B, H) of the layer over x (T, B, F)."""
@@ -170,106 +192,268 @@ class TaskNet:
         x = np.eye(self.rnn.input_size, dtype=self.dtype)[ids]  # one-hot (L, B, A+2)
         out, _ = self.rnn(x)  # (L, B, H)
         logits = self.head(out[-S:])  # (S, B, A)
-        loss, dlogits = softmax_cross_entropy(logits, targets)
+        loss, dlogits = nprnn.softmax_cross_entropy(logits, targets)
         acc = float(np.mean(logits.argmax(axis=-1) == targets))
         if backward:
             dout = np.zeros_like(out)
             dout[-S:] = self.head.backward(dlogits)
             self.rnn.backward(dout, None)
-        return loss, acc
+        return float(loss), acc
 
 
-# ----------------------------------------------------------------------------- training
+# ----------------------------------------------------------------------------- objectives
 
 
-def _train(net: TaskNet, step_loss, *, steps, lr, clip, optimizer, log_every, name, quiet):
-    """Adam (by default) steps with global-norm clipping; ``step_loss(i)`` fills the grads."""
-    opt = make_optimizer(optimizer, net.params(), lr=lr)
-    t0, running = time.perf_counter(), []
-    for i in range(1, steps + 1):
-        net.zero_grad()
-        loss = step_loss(i)
-        if not math.isfinite(loss):
-            raise ValueError(f"{name}: the loss became {loss} at step {i} — lower --lr")
-        grads = net.grads()
-        if clip > 0:
-            clip_grad_norm(grads, clip)
-        opt.step(grads)
-        running.append(loss)
-        if not quiet and (i % log_every == 0 or i == steps):
-            print(f"{name} step {i:>6}/{steps}  train loss {np.mean(running):.4f}  "
-                  f"{time.perf_counter() - t0:6.1f}s", file=sys.stderr, flush=True)  # fmt: skip
-            running = []
-    return time.perf_counter() - t0
+class RandomBatcher:
+    """Fresh random batches ``make(rng)`` from a generator of its own (state saved)."""
+
+    def __init__(self, make, rng):
+        self.make, self.rng = make, rng
+
+    def next_batch(self):
+        return self.make(self.rng)
+
+    def state_dict(self) -> dict:
+        return {"kind": "random", "rng_state": jsonable_rng_state(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, d) -> None:
+        if not isinstance(d, dict) or d.get("kind") != "random":
+            raise ValueError(f"random batcher state {d!r:.80}")
+        self.rng.bit_generator.state = load_rng(d.get("rng_state")).bit_generator.state
 
 
-def _check_common(hidden, batch_size, steps, lr, clip):
-    positive_int("hidden", hidden), positive_int("batch_size", batch_size)
-    positive_int("steps", steps, minimum=0)
-    if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"--lr must be > 0, got {lr}")
-    if not (clip >= 0 and math.isfinite(clip)):
-        raise ValueError(f"--clip must be >= 0, got {clip}")
+class AddingObjective(Objective):
+    """The adding problem: MSE of the readout of h_T; batches from the rng [seed, 1],
+    the held-out set (1,000 sequences) from [seed, 2]."""
+
+    unit = "seqs"
+
+    def __init__(self, net: TaskNet, T: int, *, batch_size: int, seed: int):
+        self.model, self.T = net, positive_int("T", T, minimum=2)
+        dt = net.dtype
+        self.batcher = RandomBatcher(
+            lambda rng: adding_batch(rng, batch_size, T, dtype=dt), np.random.default_rng([seed, 1])
+        )
+        rng = np.random.default_rng([seed, 2])
+        self.held_out = [
+            adding_batch(rng, EVAL_BATCH, T, dtype=dt) for _ in range(EVAL_SEQUENCES // EVAL_BATCH)
+        ]
+
+    def loss_and_grad(self, batch, carry):
+        x, y = batch
+        return self.model.adding_loss(x, y), len(y), None
+
+    def evaluate(self, part: int = 0, parts: int = 1) -> dict:
+        se = base = 0.0
+        n = 0
+        for i, (x, y) in enumerate(self.held_out):
+            if i % parts == part:
+                se += self.model.adding_loss(x, y, backward=False) * len(y)
+                base += float(np.sum(np.square(y.astype(np.float64) - 1.0)))
+                n += len(y)
+        return {"loss": (se, n), "baseline_mse": (base, n)}
+
+    def batch_axes(self, batch) -> tuple:
+        return (1, 0)
 
 
-def train_adding(model="lstm", T=100, *, hidden=128, batch_size=64, steps=3000, lr=3e-3,
-                 clip=1.0, optimizer="adam", seed=0, log_every=250, quiet=True,
-                 dtype=np.float32) -> dict:  # fmt: skip
-    """Train on the adding problem; evaluate on a fresh held-out set of 1,000 sequences.
+class CopyObjective(Objective):
+    """Copy memory: cross-entropy at the last S steps; held-out accuracy."""
+
+    unit = "seqs"
+
+    def __init__(
+        self, net: TaskNet, T: int, *, n_symbols: int, alphabet: int, batch_size: int, seed: int
+    ):
+        self.model = net
+        S, A = positive_int("n_symbols", n_symbols), positive_int("alphabet", alphabet, minimum=2)
+        T = positive_int("T", T, minimum=0)
+        self.batcher = RandomBatcher(
+            lambda rng: copy_batch(rng, batch_size, T, S, A), np.random.default_rng([seed, 1])
+        )
+        rng = np.random.default_rng([seed, 2])
+        self.held_out = [
+            copy_batch(rng, EVAL_BATCH, T, S, A) for _ in range(EVAL_SEQUENCES // EVAL_BATCH)
+        ]
+
+    def loss_and_grad(self, batch, carry):
+        ids, targets = batch
+        return self.model.copy_loss(ids, targets)[0], ids.shape[1], None
+
+    def evaluate(self, part: int = 0, parts: int = 1) -> dict:
+        loss = acc = 0.0
+        n = 0
+        for i, (ids, targets) in enumerate(self.held_out):
+            if i % parts == part:
+                v, a = self.model.copy_loss(ids, targets, backward=False)
+                loss, acc, n = loss + v, acc + a, n + 1
+        return {"loss": (loss, n), "accuracy": (acc, n)}
+
+    def batch_axes(self, batch) -> tuple:
+        return (1, 1)
+
+
+def _objective(
+    task: str,
+    T: int,
+    *,
+    model,
+    hidden,
+    batch_size,
+    seed,
+    dtype=np.float32,
+    n_symbols=8,
+    alphabet=8,
+    net=None,
+):
+    if task == "adding":
+        positive_int("T", T, minimum=2)
+        net = net or TaskNet(model, 2, hidden, 1, dtype=dtype, rng=np.random.default_rng([seed, 0]))
+        return AddingObjective(net, T, batch_size=batch_size, seed=seed)
+    A = positive_int("alphabet", alphabet, minimum=2)
+    net = net or TaskNet(model, A + 2, hidden, A, dtype=dtype, rng=np.random.default_rng([seed, 0]))
+    return CopyObjective(net, T, n_symbols=n_symbols, alphabet=A, batch_size=batch_size, seed=seed)
+
+
+def _metrics(task: str, objective, secs: float, head: dict) -> dict:
+    tot = objective.evaluate()
+    mean = {k: s / c for k, (s, c) in tot.items()}
+    if task == "adding":
+        res = {"mse": mean["loss"], "baseline_mse": mean["baseline_mse"]}
+    else:
+        res = {
+            "accuracy": mean["accuracy"],
+            "baseline_accuracy": 1.0 / objective.model.n_out,
+            "loss": mean["loss"],
+        }
+    return {**head, **res, "train_seconds": round(secs, 2)}
+
+
+def _train_in_memory(
+    task, T, *, model, hidden, batch_size, steps, lr, clip, optimizer, seed, quiet, dtype, **kw
+):
+    """The shared loop without a run directory (Python use, grad-norms)."""
+    for name, v in (("hidden", hidden), ("batch_size", batch_size), ("steps", steps)):
+        positive_int(name, v, minimum=0 if name == "steps" else 1)
+    obj = _objective(
+        task, T, model=model, hidden=hidden, batch_size=batch_size, seed=seed, dtype=dtype, **kw
+    )
+    t0 = time.perf_counter()
+    if steps:
+        opts = LoopOptions(
+            steps=steps,
+            lr=lr,
+            optimizer=optimizer,
+            clip=clip,
+            warmup=0,
+            decay="none",
+            eval_every=max(steps // 4, 1) if not quiet else steps,
+            patience=0,
+            quiet=quiet,
+        )
+        res = Trainer(obj, opts).run()
+        if res.status != "done":
+            raise UsageError(f"{task}/{model}/T={T}: {res.message}", "lower --lr")
+    return obj, time.perf_counter() - t0
+
+
+def train_adding(
+    model="lstm",
+    T=100,
+    *,
+    hidden=128,
+    batch_size=64,
+    steps=3000,
+    lr=3e-3,
+    clip=1.0,
+    optimizer="adam",
+    seed=0,
+    quiet=True,
+    dtype=np.float32,
+) -> dict:
+    """Train on the adding problem (in memory, no run directory); evaluate on a fresh
+    held-out set of 1,000 sequences.
 
     Returns ``{"task", "model", "T", ..., "mse", "baseline_mse", "train_seconds"}``:
     ``mse`` of the trained model and ``baseline_mse`` of always predicting 1, on the
     same held-out sequences (drawn from a generator seeded apart from the training one).
     """
-    positive_int("T", T, minimum=2)
-    _check_common(hidden, batch_size, steps, lr, clip)
-    net = TaskNet(model, 2, hidden, 1, dtype=dtype, rng=np.random.default_rng([seed, 0]))
-    data_rng = np.random.default_rng([seed, 1])
+    obj, secs = _train_in_memory(
+        "adding",
+        T,
+        model=model,
+        hidden=hidden,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        clip=clip,
+        optimizer=optimizer,
+        seed=seed,
+        quiet=quiet,
+        dtype=dtype,
+    )
+    head = {
+        "task": "adding",
+        "model": model,
+        "T": T,
+        "hidden": hidden,
+        "batch_size": batch_size,
+        "steps": steps,
+        "lr": lr,
+        "seed": seed,
+    }
+    return _metrics("adding", obj, secs, head)
 
-    def step_loss(_):
-        return net.adding_loss(*adding_batch(data_rng, batch_size, T, dtype=dtype))
 
-    secs = _train(net, step_loss, steps=steps, lr=lr, clip=clip, optimizer=optimizer,
-                  log_every=log_every, name=f"adding/{model}/T={T}", quiet=quiet)  # fmt: skip
-    eval_rng = np.random.default_rng([seed, 2])
-    se = base = 0.0
-    for _ in range(EVAL_SEQUENCES // EVAL_BATCH):
-        x, y = adding_batch(eval_rng, EVAL_BATCH, T, dtype=dtype)
-        se += net.adding_loss(x, y, backward=False) * EVAL_BATCH
-        base += float(np.sum(np.square(y.astype(np.float64) - 1.0)))
-    return {"task": "adding", "model": model, "T": T, "hidden": hidden,
-            "batch_size": batch_size, "steps": steps, "lr": lr, "seed": seed,
-            "mse": se / EVAL_SEQUENCES, "baseline_mse": base / EVAL_SEQUENCES,
-            "train_seconds": round(secs, 2)}  # fmt: skip
-
-
-def train_copy(model="lstm", T=20, *, n_symbols=8, alphabet=8, hidden=128, batch_size=64,
-               steps=3000, lr=3e-3, clip=1.0, optimizer="adam", seed=0, log_every=250,
-               quiet=True, dtype=np.float32) -> dict:  # fmt: skip
-    """Train on copy memory; evaluate accuracy on a fresh held-out set of 1,000 sequences.
+def train_copy(
+    model="lstm",
+    T=20,
+    *,
+    n_symbols=8,
+    alphabet=8,
+    hidden=128,
+    batch_size=64,
+    steps=3000,
+    lr=3e-3,
+    clip=1.0,
+    optimizer="adam",
+    seed=0,
+    quiet=True,
+    dtype=np.float32,
+) -> dict:
+    """Train on copy memory (in memory); evaluate accuracy on 1,000 held-out sequences.
 
     Returns ``{..., "accuracy", "baseline_accuracy" (= 1/alphabet), "loss", "train_seconds"}``.
     """
-    positive_int("T", T, minimum=0)
-    _check_common(hidden, batch_size, steps, lr, clip)
-    S, A = positive_int("n_symbols", n_symbols), positive_int("alphabet", alphabet, minimum=2)
-    net = TaskNet(model, A + 2, hidden, A, dtype=dtype, rng=np.random.default_rng([seed, 0]))
-    data_rng = np.random.default_rng([seed, 1])
-
-    def step_loss(_):
-        return net.copy_loss(*copy_batch(data_rng, batch_size, T, S, A))[0]
-
-    secs = _train(net, step_loss, steps=steps, lr=lr, clip=clip, optimizer=optimizer,
-                  log_every=log_every, name=f"copy/{model}/T={T}", quiet=quiet)  # fmt: skip
-    eval_rng = np.random.default_rng([seed, 2])
-    n = EVAL_SEQUENCES // EVAL_BATCH
-    res = [net.copy_loss(*copy_batch(eval_rng, EVAL_BATCH, T, S, A), backward=False)
-           for _ in range(n)]  # fmt: skip
-    return {"task": "copy", "model": model, "T": T, "n_symbols": S, "alphabet": A,
-            "hidden": hidden, "batch_size": batch_size, "steps": steps, "lr": lr, "seed": seed,
-            "accuracy": float(np.mean([a for _, a in res])), "baseline_accuracy": 1.0 / A,
-            "loss": float(np.mean([v for v, _ in res])),
-            "train_seconds": round(secs, 2)}  # fmt: skip
+    obj, secs = _train_in_memory(
+        "copy",
+        T,
+        model=model,
+        hidden=hidden,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        clip=clip,
+        optimizer=optimizer,
+        seed=seed,
+        quiet=quiet,
+        dtype=dtype,
+        n_symbols=n_symbols,
+        alphabet=alphabet,
+    )
+    head = {
+        "task": "copy",
+        "model": model,
+        "T": T,
+        "n_symbols": n_symbols,
+        "alphabet": alphabet,
+        "hidden": hidden,
+        "batch_size": batch_size,
+        "steps": steps,
+        "lr": lr,
+        "seed": seed,
+    }
+    return _metrics("copy", obj, secs, head)
 
 
 # ----------------------------------------------------------------------------- gradient norms
@@ -320,33 +504,41 @@ def state_grad_norms(net: TaskNet, x, y) -> dict:
     return out
 
 
-def gradient_norms(model="lstm", T=100, *, hidden=64, batch_size=64, seed=0, steps=0,
-                   lr=3e-3, clip=1.0, quiet=True) -> np.ndarray:  # fmt: skip
+def gradient_norms(
+    model="lstm", T=100, *, hidden=64, batch_size=64, seed=0, steps=0, lr=3e-3, clip=1.0, quiet=True
+) -> np.ndarray:
     """‖∂L/∂h_t‖ (T,) on one adding batch, after ``steps`` training steps (0: at init).
 
     Training (float32, Adam, the seeds of :func:`train_adding`, so the same ``hidden``,
-    ``batch_size``, ``lr`` and ``steps`` give the same network as ``nprnn task adding``)
+    ``batch_size``, ``lr`` and ``steps`` give the same network as ``train_adding``)
     is followed by a float64 measurement on a fresh batch of ``batch_size`` sequences.
     """
     positive_int("T", T, minimum=2)
-    net = TaskNet(model, 2, hidden, 1, rng=np.random.default_rng([seed, 0]))
-    if steps:
-        data_rng = np.random.default_rng([seed, 1])
-        _train(net, lambda _: net.adding_loss(*adding_batch(data_rng, batch_size, T)),
-               steps=steps, lr=lr, clip=clip, optimizer="adam", log_every=max(steps // 4, 1),
-               name=f"grad-norms/{model}", quiet=quiet)  # fmt: skip
+    obj, _ = _train_in_memory(
+        "adding",
+        T,
+        model=model,
+        hidden=hidden,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        clip=clip,
+        optimizer="adam",
+        seed=seed,
+        quiet=quiet,
+        dtype=np.float32,
+    )
     # measured in float64: in float32 the vanishing norms underflow to 0 within ~100 steps
     net64 = TaskNet(model, 2, hidden, 1, dtype=np.float64)
-    net64.rnn.load_state_dict(net.rnn.state_dict())
-    net64.head.load_state_dict(net.head.state_dict())
+    net64.load_state_dict(obj.model.state_dict())
     x, y = adding_batch(np.random.default_rng([seed, 2]), batch_size, T, dtype=np.float64)
     return state_grad_norms(net64, x, y)["h"]
 
 
 def plot_grad_norms(norms: dict, path, *, title: str = "") -> None:
     """A log-scale PNG of ‖∂L/∂h_t‖ against t, one curve per model."""
-    plt = import_pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = new_figure(figsize=(6.5, 4))
+    ax = fig.add_subplot()
     for name, v in norms.items():
         ax.semilogy(np.arange(len(v)), np.maximum(v, 1e-300), label=name)
     ax.set_xlabel("step t (the loss reads h at the last step)")
@@ -356,107 +548,125 @@ def plot_grad_norms(norms: dict, path, *, title: str = "") -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
-# ----------------------------------------------------------------------------- command line
+# ----------------------------------------------------------------------------- commands
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = make_parser(
-        "nprnn task",
-        "Long-range memory benchmarks (adding problem, copy memory) "
-        "and gradient norms through time. Ends with one JSON line of metrics.",
+def _build(opts, prev, task: str):
+    kw = {"n_symbols": opts.symbols, "alphabet": opts.alphabet} if task == "copy" else {}
+    n_in = 2 if task == "adding" else opts.alphabet + 2
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[opts.model]
+    n_params = G * opts.hidden * (n_in + opts.hidden + 2) + (opts.hidden + 1) * (
+        1 if task == "adding" else opts.alphabet
     )
-    sub = p.add_subparsers(dest="task", required=True, metavar="{adding,copy,grad-norms}")
-    kw = {"formatter_class": p.formatter_class}
-    for name, hlp in (
-        ("adding", "the adding problem: sum of the two marked values"),
-        ("copy", "copy memory: repeat S symbols after T blanks"),
-        ("grad-norms", "plot ||dL/dh_t|| against t on the adding problem"),
-    ):
-        s = sub.add_parser(name, help=hlp, description=hlp, **kw)
-        a = s.add_argument
-        if name == "grad-norms":
-            a("--models", default="rnn,lstm", help="comma-separated cells to compare")
-            a("--T", type=int, default=100, help="sequence length")
-            a("--hidden", type=int, default=64, help="hidden size")
-            a(
-                "--steps",
-                type=int,
-                default=0,
-                help="adding-problem training steps before measuring (0: at initialisation)",
-            )
-            a("--out", default="grad_norms.png", help="PNG to write")
-            a("--no-plot", action="store_true", help="only print the JSON summary")
-        else:
-            a("--model", choices=tuple(MODELS), default="lstm", help="recurrent cell")
-            a(
-                "--T",
-                type=int,
-                required=True,
-                help="sequence length (adding) / blanks between symbols and delimiter (copy)",
-            )
-            a("--hidden", type=int, default=128, help="hidden size")
-            a("--steps", type=int, default=3000, help="training steps")
-            a("--lr", type=float, default=3e-3, help="Adam learning rate")
-            a("--clip", type=float, default=1.0, help="global gradient-norm clip (0: off)")
-            a(
-                "--optimizer",
-                default="adam",
-                choices=("sgd", "adam", "adamw", "adagrad", "rmsprop"),
-                help="optimizer",
-            )
-            if name == "copy":
-                a("--symbols", type=int, default=8, help="S, symbols to copy")
-                a("--alphabet", type=int, default=8, help="A, alphabet size")
-            a("--quiet", action="store_true", help="no progress lines on stderr")
-        a("--batch-size", type=int, default=64, help="sequences per step")
-        a("--seed", type=int, default=0, help="seed of the weights and the data")
-    return p
+    L = opts.T if task == "adding" else 2 * opts.symbols + opts.T + 1
+    need = params_bytes(n_params, optimizer=opts.optimizer) + step_bytes(
+        cell=opts.model,
+        hidden=opts.hidden,
+        layers=1,
+        T=L,
+        B=max(opts.batch_size, EVAL_BATCH),
+        input_size=n_in,
+        classes_per_step=0 if task == "adding" else opts.alphabet,
+    )
+    check_fits(
+        need,
+        what=f"a training step of {L:,} steps x {opts.batch_size} sequences",
+        fix="pass a smaller --T, --batch-size or --hidden",
+    )
+    obj = _objective(
+        task,
+        opts.T,
+        model=opts.model,
+        hidden=opts.hidden,
+        batch_size=opts.batch_size,
+        seed=opts.seed,
+        net=prev.model if prev is not None else None,
+        **kw,
+    )
+    st = O.stored(opts)
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "task": task,
+        "model": obj.model.config(),
+        "train": st["train"],
+        "task_options": st["task_options"],
+    }
+    start = f"{{verb}}: {task}, {opts.model}, T={opts.T}, hidden {opts.hidden} -> {opts.out}"
+    return commands.Built(obj, config, start)
 
 
-def main(argv=None) -> int:
-    """``nprnn task adding|copy|grad-norms ...``: train / measure, print one JSON line."""
-    args = _parser().parse_args(argv)
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if args.task == "grad-norms":
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
-        bad = [m for m in models if m not in MODELS]
-        if bad or not models:
-            raise ValueError(f"--models takes a comma-separated list of {', '.join(MODELS)}, "
-                             f"got {args.models!r}")  # fmt: skip
-        if not args.no_plot:
-            import_pyplot()  # fail before the work, not after
-        positive_int("--steps", args.steps, minimum=0), positive_int("--hidden", args.hidden)
-        norms = {m: gradient_norms(m, args.T, hidden=args.hidden, batch_size=args.batch_size,
-                                   seed=args.seed, steps=args.steps) for m in models}  # fmt: skip
-        if not args.no_plot:
-            when = f"after {args.steps} training steps" if args.steps else "at initialisation"
-            plot_grad_norms(norms, args.out, title=f"adding problem, T={args.T}, {when}")
-        summary = {m: {"first": float(v[0]), "last": float(v[-1]),
-                       "first_over_last": float(v[0] / v[-1]) if v[-1] else None}
-                   for m, v in norms.items()}  # fmt: skip
-        print(
-            json.dumps(
-                {
-                    "task": "grad-norms",
-                    "T": args.T,
-                    "steps": args.steps,
-                    "norms": summary,
-                    "out": None if args.no_plot else args.out,
-                }
-            )
+def cmd_train(opts, given: set) -> int:
+    """``nprnn task adding|copy``: train (a run directory, resumable), print one JSON line."""
+    task = "copy" if isinstance(opts, O.TaskCopy) else "adding"
+    if opts.out is None:
+        opts.out = f"runs/{task}-{opts.model}-T{opts.T}"
+    t0 = time.perf_counter()
+    result, trainer, run, _ = commands.train(
+        opts,
+        given,
+        kind=FORMAT,
+        out=opts.out,
+        build=lambda o, p: _build(o, p, task),
+        resume_hint=f"nprnn task {task} --T {opts.T} --out {opts.out} --resume",
+    )
+    status = commands.exit_status(result, True)
+    if status is not None:
+        return status
+    head = {
+        "task": task,
+        "model": opts.model,
+        "T": opts.T,
+        "hidden": opts.hidden,
+        "batch_size": opts.batch_size,
+        "steps": opts.steps,
+        "lr": opts.lr,
+        "seed": opts.seed,
+    }
+    if task == "copy":
+        head.update(n_symbols=opts.symbols, alphabet=opts.alphabet)
+    res = _metrics(task, trainer.objective, time.perf_counter() - t0, head)
+    print(json.dumps({**res, "out": str(run.path)}))
+    return 0
+
+
+def cmd_grad_norms(opts, given: set) -> int:
+    """``nprnn task grad-norms``: measure (and plot) ‖∂L/∂h_t‖, print one JSON line."""
+    if not opts.no_plot:
+        new_figure()  # fail before the work, not after
+    norms = {
+        m: gradient_norms(
+            m,
+            opts.T,
+            hidden=opts.hidden,
+            batch_size=opts.batch_size,
+            seed=opts.seed,
+            steps=opts.steps,
         )
-        return 0
-    common = dict(hidden=args.hidden, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
-                  clip=args.clip, optimizer=args.optimizer, seed=args.seed, quiet=args.quiet,
-                  log_every=max(1, min(250, args.steps // 10 or 1)))  # fmt: skip
-    if args.task == "adding":
-        res = train_adding(args.model, args.T, **common)
-    else:
-        res = train_copy(args.model, args.T, n_symbols=args.symbols, alphabet=args.alphabet,
-                         **common)  # fmt: skip
-    print(json.dumps(res))
+        for m in opts.models
+    }
+    if not opts.no_plot:
+        when = f"after {opts.steps} training steps" if opts.steps else "at initialisation"
+        plot_grad_norms(norms, opts.out, title=f"adding problem, T={opts.T}, {when}")
+    summary = {
+        m: {
+            "first": float(v[0]),
+            "last": float(v[-1]),
+            "first_over_last": float(v[0] / v[-1]) if v[-1] else None,
+        }
+        for m, v in norms.items()
+    }
+    print(
+        json.dumps(
+            {
+                "task": "grad-norms",
+                "T": opts.T,
+                "steps": opts.steps,
+                "norms": summary,
+                "out": None if opts.no_plot else opts.out,
+            }
+        )
+    )
     return 0

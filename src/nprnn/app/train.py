@@ -1,24 +1,39 @@
-"""Training a CharLM: the loop, evaluation, checkpoints, exact resume, Ctrl-C, divergence.
+"""The one training loop: schedules, clipping, evaluation, early stopping, checkpoints,
+exact resume, Ctrl-C, divergence — for the language model, the classifier and the tasks.
 
-Each step: next batch → ``loss_and_grad`` → global-norm clipping → learning rate from
-the warmup + decay schedule → optimizer step. Every ``eval_every`` steps the model is
-scored on the validation data, one line goes to ``log.jsonl``, a checkpoint is written
-(atomically) and, when the validation loss improved, the best weights too. Training
-stops early after ``patience`` evaluations without improvement.
+What is trained is an :class:`Objective`: a model (an :class:`nprnn.Module` with a
+generator ``rng`` for its dropout), a batcher, a loss with its gradients, an
+evaluation. Each step::
+
+    batch  = batcher.next_batch()
+    batch  = parallel.shard(batch, objective)            # (1) this process's share
+    loss, n, carry = objective.loss_and_grad(batch, carry)   # forward + backward
+    loss   = parallel.average_gradients(grads, loss, n)  # (2) between backward and clip
+    clip, divergence check, lr from the schedule, optimizer step
+
+(1) and (2) are the only places data parallelism needs (issue 13): :class:`Parallel`
+is the single-process identity; an MPI version splits the batch there and averages the
+gradients (weighted by ``n``, the predictions each process counted) with an allreduce.
+Evaluation goes through one call too, ``objective.evaluate(part, parts)`` → totals,
+then ``parallel.sum_totals``; only the process with ``parallel.writes`` writes the run.
+
+Every ``eval_every`` steps the model is scored, one line goes to ``log.jsonl``, a
+checkpoint is written (atomically) and, when the validation loss improved, the best
+weights too. Training stops early after ``patience`` evaluations without improvement.
 
 **Exact resume.** A checkpoint holds everything the next step reads: the weights, the
-optimizer's moments and counters, the step, the batcher's position and shuffling RNG,
-the model's dropout RNG, the stream state carried between chunks, and the
-early-stopping record. Only the scheduled evaluations (at multiples of ``eval_every``)
-count for early stopping and the best weights; the extra evaluation at the end of a run
-that stops elsewhere is logged but changes nothing. So a run stopped at any step and
-resumed ends with the same weights, bit for bit, as one that ran straight through
-(given the same options; the schedule depends on ``steps``).
+optimizer's moments and counters, the step, the batcher's position and RNG, the model's
+dropout RNG, the state carried between batches (stream mode), and the early-stopping
+record. Only the scheduled evaluations (at multiples of ``eval_every``) count for early
+stopping and the best weights; the extra evaluation at the end of a run that stops
+elsewhere is logged but changes nothing. So a run stopped at any step and resumed ends
+with the same weights, bit for bit, as one that ran straight through (given the same
+options; the schedule depends on ``steps``).
 
-**Ending.** ``Trainer.run()`` returns a ``TrainResult`` whose ``status`` is ``"done"``,
-``"early_stopped"``, ``"interrupted"`` (Ctrl-C: a checkpoint at the current step) or
-``"diverged"`` (NaN/inf loss or gradient, or a loss above 3× the first step's: nothing
-saved, the last good checkpoint stays).
+**Ending.** :meth:`Trainer.run` returns a :class:`TrainResult` whose ``status`` is
+``"done"``, ``"early_stopped"``, ``"interrupted"`` (Ctrl-C: a checkpoint at the current
+step) or ``"diverged"`` (NaN/inf loss or gradient, or a loss above 3× the first step's:
+nothing saved, the last good checkpoint stays).
 """
 
 from __future__ import annotations
@@ -34,42 +49,31 @@ import numpy as np
 
 from nprnn.optim import LRSchedule, clip_grad_norm, make_optimizer
 
-from .runs import CheckpointError, RunDir, load_rng, save_checkpoint
-from .text import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
+from .errors import CheckpointError, what_of
+from .files import load_rng
+from .runs import RunDir, save_checkpoint
 
-__all__ = [
-    "TrainOptions",
-    "TrainResult",
-    "Trainer",
-    "evaluate",
-    "plot_losses",
-    "DIVERGENCE_FACTOR",
-]
+__all__ = ["LoopOptions", "TrainResult", "Objective", "Parallel", "Trainer", "DIVERGENCE_FACTOR"]
 
 DIVERGENCE_FACTOR = 3.0
 
 
 @dataclass
-class TrainOptions:
-    """The options of a training run (the CLI's flags of the same names)."""
+class LoopOptions:
+    """What the loop reads (the options of the same names of every training command)."""
 
-    mode: str = "lines"
-    batch_size: int = 64
-    seq_len: int = 64
     steps: int = 2000
     lr: float = 3e-3
     optimizer: str = "adam"
     clip: float = 5.0
-    seed: int = 0
+    warmup: int = 0
+    decay: str = "none"
     eval_every: int = 200
-    patience: int = 4
-    warmup: int = 50
-    decay: str = "cosine"
+    patience: int = 0
     min_lr_ratio: float = 0.1
     quiet: bool = False
 
     def to_dict(self) -> dict:
-        """The options as a JSON-able dict."""
         return asdict(self)
 
 
@@ -85,70 +89,116 @@ class TrainResult:
     message: str = ""
 
 
-def evaluate(model, vocab, data, *, mode: str, batch_size: int, seq_len: int) -> float:
-    """Mean cross-entropy (nats per predicted token) of ``model`` on ``data``.
+class Objective:
+    """What :class:`Trainer` trains; subclass it.
 
-    Lines mode: ``data`` is a list of lines, each read as <bos>+chars predicting
-    chars+<eos>. Stream mode: ``data`` is an id array; every id after the first is
-    predicted, with the state carried across chunks; the text is cut into
-    ``batch_size`` contiguous streams, each starting from a zero state (so the result
-    depends a little on ``batch_size``; 1 gives the exact sequential score).
+    ``model``: an :class:`nprnn.Module` with ``rng`` (its dropout generator).
+    ``batcher``: ``next_batch()``, ``state_dict()``, ``load_state_dict(d)``.
+    ``unit``: what ``n`` counts (for the speed shown: ``chars``, ``texts``, ``seqs``).
     """
-    total, count = 0.0, 0
-    if mode == "lines":
-        for inputs, targets, mask in iter_eval_batches(data, vocab, batch_size):
-            loss, n, _ = model.score(inputs, targets, mask)
-            total, count = total + loss * n, count + n
-    else:
-        state = None
-        for inputs, targets, mask in iter_eval_stream(data, batch_size, seq_len):
-            loss, n, state = model.score(inputs, targets, mask, state)
-            total, count = total + loss * n, count + n
-    if count == 0:
-        raise ValueError("nothing to evaluate: the data holds no predictable character")
-    return total / count
+
+    model = None
+    batcher = None
+    unit = "items"
+
+    def loss_and_grad(self, batch, carry):
+        """Forward and backward of ``batch`` (gradients accumulate into ``model.grads``):
+        ``(mean loss, n predictions counted, new carry)``. ``carry`` is what the previous
+        batch returned (None at first, and for objectives that carry nothing)."""
+        raise NotImplementedError
+
+    def evaluate(self, part: int = 0, parts: int = 1) -> dict:
+        """Validation totals ``{metric: (sum, count)}`` over the share ``part`` of
+        ``parts`` of the validation data; ``"loss"`` is required (the mean drives the
+        best weights and early stopping), others (``"accuracy"``) are logged."""
+        raise NotImplementedError
+
+    def check_carry(self, arrays: list):
+        """The carry rebuilt from a checkpoint's arrays (``ValueError`` if they do not
+        fit); an objective that carries nothing accepts only ``[]``."""
+        if arrays:
+            raise ValueError(f"{len(arrays)} carried state arrays, expected none")
+        return None
+
+    def batch_axes(self, batch) -> tuple:
+        """The batch axis of each array of ``batch`` (for :meth:`Parallel.shard`)."""
+        raise NotImplementedError
+
+
+class Parallel:
+    """Single process: the data-parallel hooks are the identity (see the module doc)."""
+
+    rank, size = 0, 1
+    writes = True  # whether this process writes the run directory
+
+    def shard(self, batch, objective: Objective):
+        """This process's share of the global ``batch``."""
+        return batch
+
+    def average_gradients(self, grads: dict, loss: float, count: int) -> float:
+        """Make ``grads`` (in place) and the returned loss those of the global batch."""
+        return loss
+
+    def sum_totals(self, totals: dict) -> dict:
+        """Evaluation totals summed over the processes."""
+        return totals
+
+
+# ----------------------------------------------------------------------------- optimizer use
+# The only place the loop touches the optimizer API (so it can move to the bound API).
+
+
+def _make_optimizer(model, opts: LoopOptions):
+    return make_optimizer(opts.optimizer, model.params, lr=opts.lr)
+
+
+def _global_norm(grads: dict) -> float:
+    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+
+
+def _clip(grads: dict, max_norm: float) -> float:
+    return clip_grad_norm(grads, max_norm) if max_norm > 0 else _global_norm(grads)
+
+
+# ----------------------------------------------------------------------------- the loop
 
 
 class Trainer:
-    """Trains ``model`` on prepared data and checkpoints into ``run`` (a ``RunDir``).
+    """Trains ``objective`` with ``opts`` and checkpoints into ``run`` (a :class:`RunDir`,
+    or None: nothing is written, Ctrl-C just stops).
 
-    ``train_data``/``val_data``: lists of lines (lines mode) or int id arrays (stream).
-    ``config``: the run's JSON config, written with every checkpoint. ``out``: where
-    progress lines go (stderr by default).
+    ``config``: the run's JSON config, written with every checkpoint. ``resume_hint``:
+    the command that continues this run (quoted in messages). ``out``: where progress
+    lines go (stderr by default).
     """
 
     def __init__(
         self,
-        model,
-        vocab,
-        train_data,
-        val_data,
-        opts: TrainOptions,
-        run: RunDir,
-        config: dict,
+        objective: Objective,
+        opts: LoopOptions,
+        run: RunDir | None = None,
+        config: dict | None = None,
         *,
+        resume_hint: str = "",
+        parallel=None,
         out=None,
     ):
-        self.model, self.vocab, self.opts = model, vocab, opts
-        self.run_dir, self.config, self.val_data = run, config, val_data
+        self.objective, self.model, self.opts = objective, objective.model, opts
+        self.run_dir, self.config = run, config if config is not None else {}
+        self.parallel = parallel if parallel is not None else Parallel()
+        self.resume_hint = resume_hint
         self.out = out if out is not None else sys.stderr
-        self.optimizer = make_optimizer(opts.optimizer, model.params(), lr=opts.lr)
+        self.optimizer = _make_optimizer(self.model, opts)
         self.schedule = LRSchedule(
             base_lr=opts.lr,
-            warmup_steps=min(opts.warmup, opts.steps),
+            warmup_steps=opts.warmup,
             decay=opts.decay,
             total_steps=opts.steps,
             min_lr_ratio=opts.min_lr_ratio,
         )
-        if opts.mode == "lines":
-            rng = np.random.default_rng([opts.seed, 1])
-            self.batcher = LinesBatcher(train_data, vocab, batch_size=opts.batch_size, rng=rng)
-        else:
-            self.batcher = StreamBatcher(
-                train_data, batch_size=opts.batch_size, seq_len=opts.seq_len
-            )
+        self.batcher = objective.batcher
         self.step = 0
-        self.stream_state = None
+        self.carry = None
         self.record = {
             "initial_loss": None,
             "best_val": None,
@@ -163,15 +213,18 @@ class Trainer:
         self._bar = None
         self.saved_step = None  # the step of the last checkpoint written or loaded
 
+    @property
+    def writes(self) -> bool:
+        return self.run_dir is not None and self.parallel.writes
+
     # ------------------------------------------------------------------ checkpoint state
 
     def state(self):
         """``(trainer_arrays, trainer_state)``: everything resuming needs besides weights."""
         arrays = {f"opt.{k}": v for k, v in self.optimizer.state_arrays().items()}
-        if self.stream_state is not None:
-            s = self.stream_state
-            parts = s if isinstance(s, tuple) else (s,)
-            arrays.update({f"stream_state.{i}": p for i, p in enumerate(parts)})
+        if self.carry is not None:
+            parts = self.carry if isinstance(self.carry, tuple) else (self.carry,)
+            arrays.update({f"carry.{i}": p for i, p in enumerate(parts)})
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_scalars(),
@@ -182,7 +235,7 @@ class Trainer:
         return arrays, state
 
     def load_state(self, arrays: dict, state: dict) -> None:
-        """Restore what ``state()`` returned (the weights are loaded separately).
+        """Restore what :meth:`state` returned (the weights are loaded separately).
 
         Every field is checked (types, ranges, shapes, finiteness, the random-generator
         state); a damaged or foreign state raises :class:`CheckpointError` naming the
@@ -192,9 +245,8 @@ class Trainer:
             raise _damaged(f"the trainer arrays are a {type(arrays).__name__}, not a dict")
         if not isinstance(state, dict):
             raise _damaged(f"the trainer state is a {type(state).__name__}, not a dict")
-        missing = [
-            k for k in ("step", "optimizer", "batcher", "model_rng", "record") if k not in state
-        ]
+        keys = ("step", "optimizer", "batcher", "model_rng", "record")
+        missing = [k for k in keys if k not in state]
         if missing:
             raise _damaged(f"the trainer state lacks {', '.join(missing)}")
         step = state["step"]
@@ -202,9 +254,9 @@ class Trainer:
             raise _damaged(f"step {step!r}")
         record = _checked_record(state["record"], step)
         rng_state = _checked_rng_state(state["model_rng"], self.model.rng)
-        opt_arrays, stream = {}, {}
+        opt_arrays, carried = {}, {}
         for key, a in arrays.items():
-            if not isinstance(key, str) or not key.startswith(("opt.", "stream_state.")):
+            if not isinstance(key, str) or not key.startswith(("opt.", "carry.")):
                 raise _damaged(f"unexpected trainer array {key!r}")
             a = np.asarray(a)
             if a.dtype.kind != "f" or (a.size and not np.isfinite(a).all()):
@@ -212,8 +264,14 @@ class Trainer:
             if key.startswith("opt."):
                 opt_arrays[key[4:]] = a
             else:
-                stream[key] = a
-        stream_state = self._checked_stream_state(stream)
+                carried[key] = a
+        names = [f"carry.{i}" for i in range(len(carried))]
+        if sorted(carried) != names:
+            raise _damaged(f"carried state arrays {sorted(carried)}")
+        try:
+            carry = self.objective.check_carry([carried[k] for k in names])
+        except (ValueError, TypeError) as e:
+            raise _damaged(what_of(e)) from None
         old_opt = (self.optimizer.state_arrays(), self.optimizer.state_scalars())
         old_batcher = self.batcher.state_dict()
         try:
@@ -225,36 +283,17 @@ class Trainer:
                 raise
         except (ValueError, TypeError) as e:
             self.optimizer.load_state(*old_opt)
-            raise _damaged(str(e).split(" — ")[0]) from None
+            raise _damaged(what_of(e)) from None
         self.step = step
         self.model.rng.bit_generator.state = rng_state
         self.record.update(record)
-        self.stream_state = stream_state
+        self.carry = carry
         self.saved_step = self.step
-
-    def _checked_stream_state(self, parts: dict):
-        """The carried stream state from the ``stream_state.<i>`` arrays, checked."""
-        if not parts:
-            return None
-        m = self.model
-        want = 2 if m.model == "lstm" else 1
-        names = [f"stream_state.{i}" for i in range(want)]
-        if self.opts.mode != "stream" or sorted(parts) != names:
-            raise _damaged(
-                f"stream state arrays {sorted(parts)} (expected {names} in stream mode, "
-                "none in lines mode)"
-            )
-        shape = (m.num_layers, self.opts.batch_size, m.hidden)
-        for k in names:
-            if parts[k].shape != shape or parts[k].dtype != m.dtype:
-                raise _damaged(
-                    f"{k} is {parts[k].dtype} {parts[k].shape}, expected {m.dtype} {shape}"
-                )
-        got = [np.array(parts[k], copy=True) for k in names]
-        return tuple(got) if want == 2 else got[0]
 
     def save(self, *, best: bool = False) -> None:
         """Write a checkpoint of the current step (atomic); ``best``: also as the best weights."""
+        if not self.writes:
+            return
         arrays, state = self.state()
         weights = self.model.state_dict()
         save_checkpoint(
@@ -268,10 +307,10 @@ class Trainer:
         )
         self.saved_step = self.step
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ running
 
     def _say(self, msg: str) -> None:
-        if self.opts.quiet:
+        if self.opts.quiet or not self.parallel.writes:
             return
         if self._bar is not None:  # above the progress bar, not through it
             self._bar.write(msg, file=self.out)
@@ -290,7 +329,7 @@ class Trainer:
         try:
             return self._loop()
         except KeyboardInterrupt:  # raised mid-step: the state in memory may be half-updated
-            return self._result("interrupted", message=self._resume_hint(saved=False))
+            return self._result("interrupted", message=self._resume_message(saved=False))
         finally:
             if main:
                 signal.signal(signal.SIGINT, old)
@@ -305,49 +344,50 @@ class Trainer:
                 message=f"the run is already at step {self.step} of "
                 f"{o.steps}: pass a larger --steps to train on",
             )
-        self._bar = bar = _progress(total=o.steps, initial=self.step, disable=o.quiet)
-        t0, tokens0 = time.perf_counter(), 0
+        self._bar = bar = _progress(
+            total=o.steps, initial=self.step, disable=o.quiet or not self.parallel.writes
+        )
+        t0, counted = time.perf_counter(), 0
         try:
             while self.step < o.steps:
                 if self._stop:
                     self.save()
-                    return self._result("interrupted", message=self._resume_hint(saved=True))
-                loss, n_tok = self._train_step()
-                if loss is None:  # n_tok is the message then
-                    return self._result("diverged", message=n_tok)
-                tokens0 += n_tok
-                rate = tokens0 / max(time.perf_counter() - t0, 1e-9)
+                    return self._result("interrupted", message=self._resume_message(saved=True))
+                loss, n = self._train_step()
+                if loss is None:  # n is the message then
+                    return self._result("diverged", message=n)
+                counted += n
+                rate = counted / max(time.perf_counter() - t0, 1e-9)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix({"loss": f"{loss:.3f}", "chars/s": f"{rate:,.0f}"}, False)
+                    bar.set_postfix(
+                        {"loss": f"{loss:.3f}", f"{self.objective.unit}/s": f"{rate:,.0f}"}, False
+                    )
                 if self.step % o.eval_every == 0 and self._evaluate(rate, scheduled=True):
                     return self._result(
                         "early_stopped",
-                        message=(f"stopped early: no improvement in {o.patience} evaluations"),
+                        message=f"stopped early: no improvement in {o.patience} evaluations",
                     )
         finally:
             if bar is not None:
                 bar.close()
                 self._bar = None
         if rec["last_eval_step"] != self.step:
-            self._evaluate(tokens0 / max(time.perf_counter() - t0, 1e-9), scheduled=False)
+            self._evaluate(counted / max(time.perf_counter() - t0, 1e-9), scheduled=False)
         return self._result("done")
 
     def _train_step(self):
-        """One optimizer step: ``(loss, predicted tokens)``, or ``(None, why)`` if diverged."""
+        """One optimizer step: ``(loss, predictions counted)``, or ``(None, why)``."""
         o, rec, model = self.opts, self.record, self.model
         self.optimizer.lr = self.schedule.lr_at(self.step)
-        if o.mode == "lines":
-            inputs, targets, mask = self.batcher.next_batch()
-            state = None
-        else:
-            inputs, targets, reset = self.batcher.next_batch()
-            mask, state = None, (None if reset else self.stream_state)
+        batch = self.batcher.next_batch()
+        batch = self.parallel.shard(batch, self.objective)  # hook (1): this process's share
         model.train()
         model.zero_grad()
-        loss, new_state = model.loss_and_grad(inputs, targets, mask, state)
-        grads = model.grads()
-        norm = clip_grad_norm(grads, o.clip) if o.clip > 0 else _global_norm(grads)
+        loss, n, carry = self.objective.loss_and_grad(batch, self.carry)
+        grads = model.grads
+        loss = self.parallel.average_gradients(grads, loss, n)  # hook (2): global gradients
+        norm = _clip(grads, o.clip)
         first = rec["initial_loss"]
         if not (math.isfinite(loss) and math.isfinite(norm)) or (
             first is not None and loss > DIVERGENCE_FACTOR * first
@@ -355,26 +395,25 @@ class Trainer:
             return None, self._diverged_message(loss, norm, first)
         self.optimizer.step(grads)
         self.step += 1
-        if o.mode == "stream":
-            self.stream_state = new_state
+        self.carry = carry
         if first is None:
             rec["initial_loss"] = loss
-        n_tok = int(np.count_nonzero(mask)) if mask is not None else int(np.size(targets))
         rec["loss_sum"] += loss
         rec["loss_steps"] += 1
-        return loss, n_tok
+        return loss, n
+
+    def validate(self) -> dict:
+        """Validation metrics (means of the objective's totals), the model in eval mode."""
+        self.model.eval()
+        p = self.parallel
+        totals = p.sum_totals(self.objective.evaluate(p.rank, p.size))
+        return {k: s / c if c else math.nan for k, (s, c) in totals.items()}
 
     def _evaluate(self, rate: float, *, scheduled: bool) -> bool:
         """Score, log, checkpoint; returns True when early stopping says stop."""
         o, rec = self.opts, self.record
-        val = evaluate(
-            self.model,
-            self.vocab,
-            self.val_data,
-            mode=o.mode,
-            batch_size=o.batch_size,
-            seq_len=o.seq_len,
-        )
+        metrics = self.validate()
+        val = metrics["loss"]
         improved = False
         if scheduled:
             if rec["best_val"] is None or val < rec["best_val"]:
@@ -383,23 +422,25 @@ class Trainer:
             else:
                 rec["bad_evals"] += 1
         train_loss = rec["loss_sum"] / rec["loss_steps"] if rec["loss_steps"] else None
-        entry = {
-            "step": self.step,
-            "train_loss": train_loss,
-            "val_loss": val,
-            "val_bits_per_char": val / math.log(2),
-            "lr": self.optimizer.lr,
-            "chars_per_s": round(rate, 1),
-            "best": improved,
-            "scheduled": scheduled,
-        }
+        entry = {"step": self.step, "train_loss": train_loss, "val_loss": val}
+        entry.update({f"val_{k}": v for k, v in metrics.items() if k != "loss"})
+        entry.update(
+            {
+                "lr": self.optimizer.lr,
+                f"{self.objective.unit}_per_s": round(rate, 1),
+                "best": improved,
+                "scheduled": scheduled,
+            }
+        )
         rec.update(last_eval_step=self.step, last_val=val, loss_sum=0.0, loss_steps=0)
-        self.run_dir.append_log(entry)
+        if self.writes:
+            self.run_dir.append_log(entry)
         self.save(best=improved)
         tl = "" if train_loss is None else f"  train {train_loss:.4f}"
+        extra = "".join(f"  val {k} {v:.4f}" for k, v in metrics.items() if k != "loss")
         self._say(
-            f"step {self.step:>6}/{o.steps}{tl}  val {val:.4f}"
-            f"{'  (best)' if improved else ''}  {rate:,.0f} chars/s"
+            f"step {self.step:>6}/{o.steps}{tl}  val {val:.4f}{extra}"
+            f"{'  (best)' if improved else ''}  {rate:,.0f} {self.objective.unit}/s"
         )
         return bool(scheduled and o.patience and rec["bad_evals"] >= o.patience)
 
@@ -414,17 +455,18 @@ class Trainer:
             why = f"the loss {loss:.3g} exceeds {DIVERGENCE_FACTOR:g}x the first step's {first:.3g}"
         last = self.saved_step
         where = f"the checkpoint of step {last}" if last is not None else "the last checkpoint"
+        if not self.writes:
+            return f"training diverged at step {self.step + 1}: {why} — lower the learning rate"
         return (
-            f"training diverged at step {self.step + 1}: {why} — kept {where}; "
-            f"resume with a lower learning rate: nprnn train --out {self.run_dir.path} "
-            f"--resume --lr {self.opts.lr / 4:g}"
+            f"training diverged at step {self.step + 1}: {why} — kept {where}; resume with "
+            f"a lower learning rate: {self.resume_hint} --lr {self.opts.lr / 4:g}"
         )
 
-    def _resume_hint(self, *, saved: bool) -> str:
+    def _resume_message(self, *, saved: bool) -> str:
+        if not self.writes:
+            return "interrupted — nothing was saved (no run directory)"
         what = f"saved a checkpoint at step {self.step}" if saved else "kept the last checkpoint"
-        return (
-            f"interrupted — {what}; continue with: nprnn train --out {self.run_dir.path} --resume"
-        )
+        return f"interrupted — {what}; continue with: {self.resume_hint}"
 
     def _result(self, status: str, message: str = "") -> TrainResult:
         rec = self.record
@@ -437,6 +479,8 @@ class Trainer:
             message=message,
         )
 
+
+# ----------------------------------------------------------------------------- state checks
 
 _RECORD_TYPES = {
     "initial_loss": ("loss", True),
@@ -452,8 +496,8 @@ _RECORD_TYPES = {
 
 def _damaged(what: str) -> CheckpointError:
     return CheckpointError(
-        f"the checkpoint's trainer state is damaged or foreign ({what}) — "
-        "restore the run directory, or start the run again"
+        f"the checkpoint's trainer state is damaged or foreign ({what})",
+        "restore the run directory, or start the run again",
     )
 
 
@@ -486,7 +530,7 @@ def _checked_rng_state(d, rng: np.random.Generator) -> dict:
     try:
         loaded = load_rng(d)
     except CheckpointError as e:
-        raise _damaged(f"model_rng: {str(e).split(' — ')[0]}") from None
+        raise _damaged(f"model_rng: {e.what}") from None
     if type(loaded.bit_generator) is not type(rng.bit_generator):
         raise _damaged(
             f"model_rng is a {type(loaded.bit_generator).__name__} state, "
@@ -495,55 +539,10 @@ def _checked_rng_state(d, rng: np.random.Generator) -> dict:
     return loaded.bit_generator.state
 
 
-def _global_norm(grads: dict) -> float:
-    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
-
-
 def _progress(*, total: int, initial: int, disable: bool):
-    """A tqdm bar on stderr, or None when quiet, not a TTY, or tqdm is missing."""
+    """A tqdm bar on stderr, or None when quiet or not a TTY."""
     if disable or not sys.stderr.isatty():
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover
-        return None
+    from tqdm import tqdm
+
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
-
-
-def plot_losses(log: list, path) -> bool:
-    """Write the train/validation loss curves of ``log`` to a PNG; False without matplotlib."""
-
-    def number(v) -> bool:
-        return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
-
-    # log.jsonl is not checksummed: entries that are not {step: int, loss: number} are skipped
-    curves = {
-        key: [
-            (e["step"], e[key])
-            for e in log
-            if isinstance(e, dict)
-            and isinstance(e.get("step"), int)
-            and not isinstance(e.get("step"), bool)
-            and number(e.get(key))
-        ]
-        for key in ("train_loss", "val_loss")
-    }
-    if not any(curves.values()):
-        return False
-    try:
-        from matplotlib.figure import Figure  # no pyplot: no global backend, no GUI
-    except ImportError:
-        return False
-    fig = Figure(figsize=(6, 4))
-    ax = fig.add_subplot()
-    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-        pts = curves[key]
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker=".", label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy (nats/char)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return True
