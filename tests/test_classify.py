@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nprnn.app import classify, cli
-from nprnn.app.classify import SeqClassifier, classification_metrics, encode_batch
+from nprnn.app.classifier import SeqClassifier, classification_metrics, encode_batch, read_labeled
 from nprnn.app.errors import CheckpointError, DataError
 from nprnn.app.text import Vocab
 from nprnn.gradcheck import gradcheck
@@ -159,10 +159,10 @@ def test_main_train_and_eval_print_json(tmp_path, capsys):
 def test_bad_data_lines(tmp_path):
     (tmp_path / "b.tsv").write_text("ann\tf\nbob m\n", encoding="utf-8")
     with pytest.raises(DataError, match="line 2 has no tab"):
-        classify.read_labeled(tmp_path / "b.tsv")
+        read_labeled(tmp_path / "b.tsv")
     (tmp_path / "c.tsv").write_text("ann\tf\n\tm\n", encoding="utf-8")
     with pytest.raises(DataError, match="empty text"):
-        classify.read_labeled(tmp_path / "c.tsv")
+        read_labeled(tmp_path / "c.tsv")
     with pytest.raises(DataError, match="two labels"):
         classify.train_classifier(data=[("a", "x"), ("b", "x"), ("c", "x")], out=tmp_path / "o")
 
@@ -182,6 +182,6 @@ def test_unknown_labels_characters_and_foreign_runs(run_dir, tmp_path):
 
 
 def test_bundled_corpus_reads():
-    pairs = classify.read_labeled(classify.BUNDLED)
+    pairs = read_labeled(classify.BUNDLED)
     assert len(pairs) == 4832
     assert {y for _, y in pairs} == {"female", "male"}

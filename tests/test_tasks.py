@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from nprnn import functional as F
-from nprnn.app import cli, tasks
-from nprnn.app.tasks import TaskNet, adding_batch, copy_batch, state_grad_norms
+from nprnn.app import cli, gradnorms, tasks
+from nprnn.app.gradnorms import state_grad_norms
+from nprnn.app.tasks import TaskNet, adding_batch, copy_batch
 
 # ----------------------------------------------------------------------------- generators
 
@@ -110,7 +111,7 @@ def test_state_gradient_at_a_middle_step_equals_backward_of_the_suffix():
 
 
 def test_tanh_rnn_gradients_vanish_at_initialisation():
-    rnn = tasks.gradient_norms("rnn", 60, hidden=32, batch_size=8)
+    rnn = gradnorms.gradient_norms("rnn", 60, hidden=32, batch_size=8)
     assert rnn.shape == (60,)
     assert rnn[0] < 1e-6 * rnn[-1]
 

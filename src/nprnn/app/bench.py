@@ -357,7 +357,8 @@ def _limit_threads(n: int) -> None:
 
 def main(argv=None) -> int:
     """``nprnn bench [options]`` (options: :class:`nprnn.app.options.Bench`)."""
-    from .options import Bench, parse
+    from .declare import parse
+    from .options import Bench
 
     opts, given = parse(Bench, sys.argv[1:] if argv is None else argv, "nprnn bench")
     return cmd_bench(opts, given)

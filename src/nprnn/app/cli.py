@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from . import options as O
+from .declare import parse
 from .errors import AppError, CheckpointError, UsageError
 
 __all__ = ["main", "set_blas_threads", "COMMANDS"]
@@ -52,7 +53,7 @@ def _resolve(argv: list[str]):
 
         return O.TrainLM, "nprnn train", cmd_train, rest
     if cmd == "task":
-        from . import tasks
+        from . import gradnorms, tasks
 
         names = {"adding": O.TaskAdding, "copy": O.TaskCopy, "grad-norms": O.GradNorms}
         if not rest or rest[0] not in names:
@@ -67,7 +68,7 @@ def _resolve(argv: list[str]):
                 f"{rest[0] if rest else 'nothing'!r}",
                 "see 'nprnn task adding --help'",
             )
-        handler = tasks.cmd_grad_norms if rest[0] == "grad-norms" else tasks.cmd_train
+        handler = gradnorms.cmd_grad_norms if rest[0] == "grad-norms" else tasks.cmd_train
         return names[rest[0]], f"nprnn task {rest[0]}", handler, rest[1:]
     if cmd == "eval":
         from .classify import is_classifier_run
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
                 "see 'nprnn --help'",
             )
         cls, prog, handler, rest = _resolve(argv)
-        opts, given = O.parse(cls, rest, prog)
+        opts, given = parse(cls, rest, prog)
         if argv[0] != "bench":  # bench sets threads itself (--threads)
             n = getattr(opts, "threads", 1)
             if n:

@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 
 from . import options as O
+from .declare import merge_resumed
 from .errors import CheckpointError, UsageError
 from .load import Loaded, read_run
 from .runs import RunDir
@@ -110,7 +111,7 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
     run = RunDir(out)
     prev = claim_out(run, opts, kind)
     if prev is not None:
-        O.merge_resumed(opts, given, prev.config)
+        merge_resumed(opts, given, prev.config)
     resolve_warmup(opts, given, prev is not None)
     built = build(opts, prev)
     trainer = Trainer(

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from . import commands
-from . import options as O
 from .charlm import CharLM
+from .declare import check_modes, stored
 from .errors import DataError, UsageError
 from .lm import LMObjective, prepare, score_text
 from .load import perplexity, read_run
@@ -87,7 +87,7 @@ def _check_memory(opts, data, vocab_size: int) -> None:
 
 
 def _build(opts, given: set, prev):
-    O.check_modes(opts, given, opts.mode)
+    check_modes(opts, given, opts.mode)
     if opts.mode == "lines":
         opts.seq_len = None
     else:
@@ -142,7 +142,7 @@ def _build(opts, given: set, prev):
         "version": VERSION,
         "model": model.config(),
         "vocab": vocab.to_dict(),
-        "train": O.stored(opts)["train"],
+        "train": stored(opts)["train"],
         "data": record,
     }
     objective = LMObjective(

@@ -84,7 +84,7 @@ def _build(fmt: str, cfg: dict, weights: dict):
             raise ValueError(f"vocab_size {cfg['model']['vocab_size']} != {len(vocab)} tokens")
         return CharLM.from_config(cfg["model"], weights=weights), vocab, {}
     if fmt == "nprnn-classifier":
-        from .classify import SeqClassifier
+        from .classifier import SeqClassifier
         from .text import Vocab
 
         vocab = Vocab.from_dict(cfg["vocab"])
@@ -104,6 +104,7 @@ def _check_resume(fmt: str, cfg: dict, vocab) -> None:
     """What ``--resume`` reads from the config: the options (as the command line would
     accept them) and the data record; ``ValueError`` naming the first bad field."""
     from . import options
+    from .declare import check_stored
 
     command = {
         "nprnn-charlm": options.TrainLM,
@@ -116,7 +117,7 @@ def _check_resume(fmt: str, cfg: dict, vocab) -> None:
     for name in sections:
         if not isinstance(cfg.get(name), dict):
             raise ValueError(f"config section {name!r} is missing or not an object")
-    options.check_stored(command, cfg)
+    check_stored(command, cfg)
     if fmt == "nprnn-charlm" and (cfg["train"]["mode"] == "lines") != vocab.lines_mode:
         raise ValueError(
             f"config mode {cfg['train']['mode']!r} does not fit the vocabulary "
@@ -277,7 +278,7 @@ class ClassifierRun:
 
     def predict(self, texts) -> list[dict]:
         """For each text, ``{label: probability}``."""
-        from .classify import probabilities
+        from .classifier import probabilities
 
         texts = list(texts)
         if not texts:
@@ -287,7 +288,7 @@ class ClassifierRun:
 
     def score(self, data) -> dict:
         """The metrics of ``nprnn eval`` on ``data`` (a path or (text, label) pairs)."""
-        from .classify import as_pairs, evaluate_pairs
+        from .classifier import as_pairs, evaluate_pairs
 
         return evaluate_pairs(
             self.model,
