@@ -454,7 +454,7 @@ def test_crash_at_every_write_leaves_a_loadable_checkpoint(tmp_path, monkeypatch
         save(run, 3)  # the next save works and cleans up after the crash
         assert_checkpoint(run, 3, step)
         assert len([n for n in listing(run.path) if n.startswith(("ckpt-", "."))]) == 3
-    assert n_crashes >= 7  # 3 array files + commit + model link/replace + best link/replace
+    assert n_crashes >= 7  # 3 array files + commit + model copy + best copy + config
 
 
 def test_sigkill_during_saves(tmp_path):

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nprnn import softmax_cross_entropy
+
 from .batches import LinesBatcher, StreamBatcher, iter_eval_stream, pack_sequences
 from .errors import DataError
 from .text import Vocab, read_text, split_long_lines, split_text, split_train_val
@@ -221,6 +223,8 @@ def _lines_totals(model, seqs, *, bos, eos, pad, batch_size, part, parts):
 
 
 def _stream_totals(model, ids, *, batch_size, seq_len, skip, part, parts):
+    """Summed loss over the chunks of ``ids``; targets equal to ``skip`` are not counted
+    (their steps are still read: the mask the recurrent stack sees is the padding's)."""
     total, count, state = 0.0, 0, None
     for inputs, targets, mask in iter_eval_stream(ids, batch_size, seq_len):
         inputs, targets, mask = (
@@ -230,10 +234,14 @@ def _stream_totals(model, ids, *, batch_size, seq_len, skip, part, parts):
         )
         if inputs.shape[1] == 0:
             break
-        if skip is not None:
-            mask = mask & (targets != skip)
-        loss, n, state = model.score(inputs, targets, mask, state)
-        total, count = total + loss * n, count + n
+        if skip is None:
+            loss, n, state = model.score(inputs, targets, mask, state)
+            total, count = total + loss * n, count + n
+            continue
+        logits, state = model.logits(inputs, state, mask)
+        counted = mask & (targets != skip)
+        s, _ = softmax_cross_entropy(logits, targets, mask=counted, reduction="sum")
+        total, count = total + float(s), count + int(np.count_nonzero(counted))
     return total, count
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "OPTIMIZERS",
     "CELLS",
     "README_TABLES",
+    "readme_tables",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
@@ -512,10 +513,34 @@ class Repair:
     dir: str = run_dir()
 
 
+def readme_tables(text: str) -> str:
+    """``text`` (the README) with each ``<!-- options: COMMAND -->`` ... ``<!-- /options -->``
+    block filled with the table of that command's options (:data:`README_TABLES`)."""
+    out, rest = [], text
+    while "<!-- options: " in rest:
+        before, _, after = rest.partition("<!-- options: ")
+        title, _, after = after.partition(" -->")
+        _, end, after = after.partition("<!-- /options -->")
+        if not end:
+            raise ValueError(f"README: '<!-- options: {title} -->' has no '<!-- /options -->'")
+        table = markdown_table(globals()[README_TABLES[title]])
+        out += [before, f"<!-- options: {title} -->\n{table}\n<!-- /options -->"]
+        rest = after
+    return "".join(out) + rest
+
+
 def main(argv=None) -> int:
-    """``python -m nprnn.app.options``: print the README's option tables."""
+    """``python -m nprnn.app.options [README.md]``: print the README's option tables, or
+    fill them into the given README in place."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv:
+        from pathlib import Path
+
+        path = Path(argv[0])
+        path.write_text(readme_tables(path.read_text(encoding="utf-8")), encoding="utf-8")
+        return 0
     for title, name in README_TABLES.items():
-        print(f"<!-- options: {title} -->\n{markdown_table(globals()[name])}\n")
+        print(f"<!-- options: {title} -->\n{markdown_table(globals()[name])}\n<!-- /options -->")
     return 0
 
 

@@ -9,8 +9,8 @@ A run directory (:class:`RunDir`) holds
 
 ==============================  ==========================================================
 ``config.json``                 architecture, vocabulary, options (copy for users)
-``model.safetensors``           latest weights, PyTorch-style names (hard link to the
-                                checkpoint's model file, or a copy)
+``model.safetensors``           latest weights, PyTorch-style names (a copy of the
+                                checkpoint's model file)
 ``best.safetensors``            weights with the best validation loss so far (likewise)
 ``trainer.json``                the commit record of the latest checkpoint (below)
 ``ckpt-<step>-<tag>.<kind>.safetensors``
@@ -33,8 +33,9 @@ new complete content.
    that (its canonical JSON), so a damaged or hand-edited record is detected. Until
    this ``os.replace``, the old ``trainer.json`` and all the files it names are
    untouched; after it, the new ones are complete on disk (they were fsynced before).
-3. Refresh the user copies ``model.safetensors``, ``best.safetensors`` (hard links,
-   replaced atomically) and ``config.json``, then delete the ``ckpt-*`` files and our
+3. Refresh the user copies ``model.safetensors``, ``best.safetensors`` (when a new best
+   was saved) and ``config.json`` (separate files written atomically, so that damage to
+   a copy never reaches the checkpoint), then delete the ``ckpt-*`` files and our
    temporary files that ``trainer.json`` does not name.
 
 A kill at any moment therefore leaves ``trainer.json`` naming a complete, consistent set
@@ -65,7 +66,6 @@ import numpy as np
 
 from .errors import CheckpointError
 from .files import (
-    _fsync_dir,
     _json_default,
     arrays_to_bytes,
     atomic_write_bytes,
@@ -213,29 +213,13 @@ class RunDir:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _write_ckpt_file(run: RunDir, step: int, tag: str, kind: str, arrays: dict) -> dict:
+def _write_ckpt_file(run: RunDir, step: int, tag: str, kind: str, arrays: dict, out: dict):
+    """Write a checkpoint array file; its record entry (the bytes go to ``out[kind]``)."""
     name = f"ckpt-{step:08d}-{tag}.{kind}.safetensors"
     data = arrays_to_bytes(arrays, {"step": str(step), "tag": tag, "kind": kind})
     atomic_write_bytes(run.file(name), data)
+    out[kind] = data
     return {"file": name, "sha256": sha256_hex(data)}
-
-
-def _link_copy(run: RunDir, src: str, dst: str) -> None:
-    """Make ``dst`` the same content as ``src`` atomically: a hard link, or else a copy."""
-    target = run.file(dst)
-    tmp = run.file(f".{dst}.tmp-{os.urandom(4).hex()}")
-    try:
-        os.link(run.file(src), tmp)
-    except OSError:
-        atomic_write_bytes(target, run.file(src).read_bytes())
-        return
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(str(run.path))
 
 
 def _previous_best(run: RunDir) -> dict | None:
@@ -276,6 +260,7 @@ def save_checkpoint(
         canonical_json(config),
     )  # fail on non-JSON-able values before writing
     tag = os.urandom(4).hex()
+    data: dict = {}
     try:
         run.path.mkdir(parents=True, exist_ok=True)
         record = {
@@ -283,10 +268,10 @@ def save_checkpoint(
             "version": VERSION,
             "step": step,
             "tag": tag,
-            "model": _write_ckpt_file(run, step, tag, "model", model_arrays),
-            "trainer": _write_ckpt_file(run, step, tag, "trainer", trainer_arrays),
+            "model": _write_ckpt_file(run, step, tag, "model", model_arrays, data),
+            "trainer": _write_ckpt_file(run, step, tag, "trainer", trainer_arrays, data),
             "best": (
-                _write_ckpt_file(run, step, tag, "best", best_arrays)
+                _write_ckpt_file(run, step, tag, "best", best_arrays, data)
                 if best_arrays is not None
                 else _previous_best(run)
             ),
@@ -296,9 +281,10 @@ def save_checkpoint(
         record["checksum"] = sha256_hex(canonical_json(record).encode("utf-8"))
         atomic_write_json(run.trainer_json_path, record)  # the commit point
         # After the commit: user-facing copies and clean-up (the loader reads none of it).
-        _link_copy(run, record["model"]["file"], RunDir.MODEL)
-        if record["best"] is not None:
-            _link_copy(run, record["best"]["file"], RunDir.BEST)
+        # Copies, not hard links: damage to a copy must not reach the checkpoint.
+        atomic_write_bytes(run.model_path, data["model"])
+        if "best" in data:
+            atomic_write_bytes(run.best_path, data["best"])
         atomic_write_json(run.config_path, config)
     except OSError as e:
         raise CheckpointError(
@@ -526,7 +512,7 @@ def repair(run: RunDir) -> list[str]:
             continue
         path = run.file(name)
         if not path.is_file() or sha256_hex(path.read_bytes()) != entry["sha256"]:
-            _link_copy(run, entry["file"], name)
+            atomic_write_bytes(path, run.file(entry["file"]).read_bytes())
             done.append(name)
     try:
         same = read_json(run.config_path) == rec["config"]
