@@ -214,3 +214,34 @@ def test_bad_input_is_a_one_line_error(argv, match, capsys, tmp_path):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and match in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_task_run_resumes_bit_identically_after_ctrl_c(tmp_path, capsys, monkeypatch):
+    """The tasks use the one training loop: Ctrl-C saves (exit 130), --resume continues
+    to the weights of an uninterrupted run."""
+    import os
+    import signal
+
+    from nprnn.app.files import load_arrays
+    from nprnn.app.train import Trainer
+
+    common = ["task", "copy", "--T", "3", "--steps", "8", "--hidden", "4", "--symbols", "2",
+              "--alphabet", "3", "--eval-every", "3", "--quiet"]  # fmt: skip
+    assert cli.main([*common, "--out", str(tmp_path / "a")]) == 0
+    original = Trainer._train_step
+
+    def interrupted(self):
+        res = original(self)
+        if self.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return res
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_train_step", interrupted)
+        assert cli.main([*common, "--out", str(tmp_path / "b")]) == 130
+    assert "nprnn task copy --T 3" in capsys.readouterr().err
+    assert cli.main([*common, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    wa, wb = (load_arrays(tmp_path / r / "model.safetensors") for r in "ab")
+    assert all(wa[k].tobytes() == wb[k].tobytes() for k in wa)
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["task"] == "copy" and res["steps"] == 8

@@ -243,3 +243,65 @@ def test_plot_losses_skips_damaged_log_entries(tmp_path):
     ]
     assert not plot_losses(log, tmp_path / "none.png")
     assert plot_losses([*log, {"step": 4, "val_loss": 2.5}], tmp_path / "loss.png")
+
+
+# ---------------------------------------------------------------------------- the hooks
+
+
+def test_the_data_parallel_hooks_are_called_once_per_step_in_order(tmp_path, monkeypatch):
+    """Issue 13 hooks: shard after next_batch, average_gradients between backward and
+    clipping (what it leaves in the grads is what is clipped and applied), sum_totals
+    on every evaluation."""
+    import nprnn.app.train as train_mod
+    from nprnn.app.train import Parallel
+
+    calls = []
+
+    class Recording(Parallel):
+        def shard(self, batch, objective):
+            calls.append("shard")
+            return batch
+
+        def average_gradients(self, grads, loss, count):
+            assert any(np.any(g) for g in grads.values())  # after backward
+            calls.append(("average", count))
+            for g in grads.values():
+                g[...] = 0  # a "global" gradient of zero: the step must change nothing
+            return loss
+
+        def sum_totals(self, totals):
+            calls.append("sum")
+            return totals
+
+    real_clip = train_mod._clip
+    monkeypatch.setattr(train_mod, "_clip", lambda g, m: calls.append("clip") or real_clip(g, m))
+    tr = make(tmp_path, steps=4, eval_every=2)
+    tr.parallel = Recording()
+    before = tr.model.state_dict()
+    tr.run()
+    steps = [c for c in calls if c != "sum"]
+    assert len(steps) == 12 and steps[0::3] == ["shard"] * 4 and steps[2::3] == ["clip"] * 4
+    assert all(c[0] == "average" and c[1] > 0 for c in steps[1::3])
+    assert calls.count("sum") == 2
+    for k, v in tr.model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_a_process_that_does_not_write_writes_nothing(tmp_path):
+    from nprnn.app.train import Parallel
+
+    class Worker(Parallel):
+        rank, size, writes = 1, 2, False
+
+    tr = make(tmp_path, name="w", steps=4, eval_every=2)
+    tr.parallel = Worker()
+    res = tr.run()
+    assert res.status == "done" and sorted(p.name for p in tr.run_dir.path.iterdir()) == []
+
+
+def test_the_loop_runs_without_a_run_directory(tmp_path):
+    tr = make(tmp_path, name="x", steps=4, eval_every=2)
+    tr.run_dir = None
+    res = tr.run()
+    assert res.status == "done" and res.best_step in (2, 4)
+    assert tr._resume_message(saved=True).startswith("interrupted — nothing was saved")

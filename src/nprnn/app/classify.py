@@ -203,6 +203,7 @@ def _build(opts, prev, holder: dict):
         layers=opts.layers,
         T=T,
         directions=2 if opts.bidirectional else 1,
+        n_params=n_params,
         itemsize=item,
     )
     need = params_bytes(n_params, itemsize=item, optimizer=opts.optimizer) + max(

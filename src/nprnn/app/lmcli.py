@@ -53,6 +53,7 @@ def _check_memory(opts, data, vocab_size: int) -> None:
             T=T,
             B=opts.batch_size,
             classes_per_step=vocab_size,
+            n_params=n_params,
             itemsize=item,
         )
 

@@ -7,8 +7,9 @@ gate activations and states of every layer, the kernels' workspace for the backw
 the logits, their softmax and gradient — or, while a checkpoint is written, copies of
 the weights and buffers and their serialized bytes. The activation coefficients were
 measured with ``tracemalloc`` on the kernels of this version (peak bytes per step ×
-sequence, per hidden unit; see ``tests/test_memory.py``, which checks that the
-estimate stays above the measured peak) and get a 25% margin.
+sequence, per hidden unit, plus the step's temporaries per parameter; see
+``tests/test_memory.py``, which checks that the estimate stays above the measured peak)
+and get a 25% margin. When the kernels change, re-measure them there.
 
 Available memory is ``MemAvailable`` of ``/proc/meminfo``, capped by a cgroup limit;
 where neither is known nothing is refused.
@@ -28,27 +29,20 @@ MARGIN = 1.25
 _FIRST = {"lstm": 16.0, "gru": 20.0, "rnn": 9.5}
 _MORE = {"lstm": 7.0, "gru": 6.0, "rnn": 4.0}  # (G + 3) H: generous, deep stacks vary
 _PER_CLASS = 2.2
+_PARAM_TEMPS = 12  # temporaries of a step per parameter
 _BUFFERS = {"sgd": 1, "adam": 2, "adamw": 2, "adagrad": 1, "rmsprop": 3}
 
 
-def step_bytes(
-    *,
-    cell: str,
-    hidden: int,
-    layers: int,
-    T: int,
-    B: int,
-    input_size: int = 0,
-    directions: int = 1,
-    classes_per_step: int = 0,
-    itemsize: int = 4,
-) -> int:
+def step_bytes(*, cell: str, hidden: int, layers: int, T: int, B: int, input_size: int = 0,
+               directions: int = 1, classes_per_step: int = 0, n_params: int = 0,
+               itemsize: int = 4) -> int:  # fmt: skip
     """Estimated peak bytes of the activations of one forward + backward over a batch
     of B sequences of T steps (``classes_per_step``: output classes at every step, 0
-    when the output is per sequence)."""
+    when the output is per sequence), plus the step's temporaries that scale with the
+    ``n_params`` parameters (weight copies, gradient pieces) and a fixed 1 MB."""
     per = directions * hidden * (_FIRST[cell] + _MORE[cell] * (layers - 1))
     per += input_size + _PER_CLASS * classes_per_step
-    return int(MARGIN * itemsize * T * B * per)
+    return int(MARGIN * itemsize * (T * B * per + _PARAM_TEMPS * n_params)) + 2**20
 
 
 def params_bytes(n_params: int, *, itemsize: int = 4, optimizer: str = "adam") -> int:

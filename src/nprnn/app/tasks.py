@@ -464,6 +464,7 @@ def _build(opts, prev, task: str):
         B=max(opts.batch_size, EVAL_BATCH),
         input_size=n_in,
         classes_per_step=0 if task == "adding" else opts.alphabet,
+        n_params=n_params,
     )
     check_fits(
         need,
