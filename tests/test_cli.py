@@ -596,3 +596,11 @@ def test_resume_refuses_a_consistent_but_damaged_record(finished, capsys, name, 
     assert_usage_error(code, err, needle, "damaged or foreign")
     assert "check the command's options" not in err and "--force" in err
     assert snapshot(finished) == before
+
+
+def test_resume_of_a_run_of_another_version_says_so(finished, capsys):
+    _resign(finished, lambda r: r["config"].update(version=1))
+    before = snapshot(finished)
+    code, _, err = run_cli(capsys, "train", "--out", finished, "--resume", "--steps", 8)
+    assert_usage_error(code, err, "another version of nprnn", "start a new run")
+    assert snapshot(finished) == before

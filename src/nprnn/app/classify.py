@@ -38,7 +38,7 @@ from .classifier import (
 from .declare import stored
 from .errors import DataError, UsageError
 from .lm import _sha
-from .load import read_run
+from .load import VERSIONS, read_run
 from .memory import check_fits, params_bytes, step_bytes
 from .runs import RunDir
 from .text import Vocab, split_train_val
@@ -58,7 +58,8 @@ __all__ = [
     "BUNDLED",
 ]
 
-FORMAT, VERSION = "nprnn-classifier", 2
+FORMAT = "nprnn-classifier"
+VERSION = VERSIONS[FORMAT]
 BUNDLED = "bundled:first_names_gender.tsv"
 
 

@@ -14,14 +14,15 @@ from .charlm import CharLM
 from .declare import check_modes, stored
 from .errors import DataError, UsageError
 from .lm import LMObjective, prepare, score_text
-from .load import perplexity, read_run
+from .load import VERSIONS, perplexity, read_run
 from .memory import available_bytes, check_fits, params_bytes, step_bytes
 from .runs import RunDir, repair
 from .text import read_text
 
 __all__ = ["cmd_train", "cmd_sample", "cmd_eval", "cmd_repair", "FORMAT", "VERSION"]
 
-FORMAT, VERSION = "nprnn-charlm", 2
+FORMAT = "nprnn-charlm"
+VERSION = VERSIONS[FORMAT]
 SAMPLE_CHARS = 200  # characters per end-of-training sample in stream mode
 
 

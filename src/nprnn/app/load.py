@@ -36,6 +36,8 @@ __all__ = [
     "perplexity",
 ]
 
+# the config version each kind of run is written with (--resume reads only that one)
+VERSIONS = {"nprnn-charlm": 2, "nprnn-classifier": 2, "nprnn-task": 1}
 # config "format" -> (what it is, the command that makes it)
 KINDS = {
     "nprnn-charlm": ("a character language model", "nprnn train"),
@@ -176,6 +178,12 @@ def read_run(run: RunDir, which: str, kind: str = "nprnn-charlm") -> Loaded:
             "retrain with --force",
         ) from None
     if which == "resume":
+        if cfg.get("version") != VERSIONS[fmt]:
+            raise CheckpointError(
+                f"the run in {run.path} was written by another version of nprnn (config "
+                f"version {cfg.get('version')!r}; this one writes {VERSIONS[fmt]})",
+                "sample and eval still read it; to train on, start a new run (--force)",
+            )
         try:
             _check_resume(fmt, cfg, vocab)
         except ValueError as e:

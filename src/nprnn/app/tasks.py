@@ -49,6 +49,7 @@ from .charlm import MODELS
 from .declare import stored
 from .errors import UsageError
 from .files import jsonable_rng_state, load_rng
+from .load import VERSIONS
 from .memory import check_fits, params_bytes, step_bytes
 from .train import LoopOptions, Objective, Trainer
 
@@ -66,7 +67,8 @@ __all__ = [
     "FORMAT",
 ]
 
-FORMAT, VERSION = "nprnn-task", 1
+FORMAT = "nprnn-task"
+VERSION = VERSIONS[FORMAT]
 EVAL_SEQUENCES = 1000  # size of the fresh held-out set the metrics use
 EVAL_BATCH = 100
 
