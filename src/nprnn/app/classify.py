@@ -37,7 +37,7 @@ from .classifier import (
 )
 from .declare import stored
 from .errors import DataError, UsageError
-from .lm import _sha
+from .lm import text_sha256
 from .load import VERSIONS, read_run
 from .memory import check_fits, params_bytes, step_bytes
 from .runs import RunDir
@@ -129,7 +129,7 @@ def _data_section(data, val_data, pairs, val, test) -> dict:
         return str(d) if isinstance(d, str | Path) else None
 
     def sha(d):
-        return _sha(read_labeled_text(d, "--data")) if isinstance(d, str | Path) else None
+        return text_sha256(read_labeled_text(d, "--data")) if isinstance(d, str | Path) else None
 
     return {
         "train": path(data),

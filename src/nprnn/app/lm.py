@@ -34,6 +34,7 @@ from .train import Objective
 
 __all__ = [
     "BUNDLED",
+    "text_sha256",
     "LMData",
     "prepare",
     "LMObjective",
@@ -51,7 +52,7 @@ def bundled_path(name: str):
     return resources.as_file(resources.files("nprnn.app") / "corpora" / name)
 
 
-def _sha(text: str) -> str:
+def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -95,8 +96,8 @@ def prepare(
     record = {
         "train": label,
         "val": str(Path(val_data).resolve()) if val_data else None,
-        "train_sha256": _sha(text),
-        "val_sha256": _sha(val_text) if val_text else None,
+        "train_sha256": text_sha256(text),
+        "val_sha256": text_sha256(val_text) if val_text else None,
     }
     lines_mode = mode == "lines"
     if lines_mode:
