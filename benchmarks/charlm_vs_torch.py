@@ -43,18 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nprnn.charlm import CharLM
+from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
+from nprnn.app.charlm import CharLM
+from nprnn.app.text import Vocab, read_text, split_text, split_train_val
 from nprnn.optim import LRSchedule
-from nprnn.text import (
-    LinesBatcher,
-    StreamBatcher,
-    Vocab,
-    iter_eval_batches,
-    iter_eval_stream,
-    read_text,
-    split_text,
-    split_train_val,
-)
 
 
 def parse_args(argv=None):
@@ -105,7 +97,7 @@ def parse_args(argv=None):
 def load_data(args):
     """``(vocab, train, val, data_arg)`` exactly as ``nprnn train`` prepares them."""
     if args.data is None:
-        ref = resources.files("nprnn") / "corpora" / "first_names.txt"
+        ref = resources.files("nprnn.app") / "corpora" / "first_names.txt"
         with resources.as_file(ref) as path:
             text = read_text(path)
     else:
@@ -151,7 +143,7 @@ def run_nprnn(args, val, out: Path):
         "--mode", args.mode, "--model", args.model,
         "--hidden", str(args.hidden), "--layers", str(args.layers),
         "--dropout", repr(args.dropout), "--batch-size", str(args.batch_size),
-        "--seq-len", str(args.seq_len), "--steps", str(args.steps),
+        "--steps", str(args.steps),
         "--lr", repr(args.lr), "--optimizer", args.optimizer, "--clip", repr(args.clip),
         "--warmup", str(args.warmup), "--decay", args.decay,
         "--eval-every", str(args.eval_every), "--patience", str(args.patience),
@@ -160,6 +152,8 @@ def run_nprnn(args, val, out: Path):
     ]  # fmt: skip
     if args.data is not None:
         cmd[4:4] = ["--data", str(args.data)]
+    if args.mode == "stream":  # --seq-len is a stream-mode option (an error in lines mode)
+        cmd[4:4] = ["--seq-len", str(args.seq_len)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -308,7 +302,7 @@ def run_torch(args, vocab, train, val):
 
 
 def _nprnn_eval(model, vocab, val, args) -> float:
-    from nprnn.train import evaluate
+    from nprnn.app.lm import evaluate
 
     return evaluate(
         model, vocab, val, mode=args.mode, batch_size=args.batch_size, seq_len=args.seq_len

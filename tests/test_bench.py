@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from nprnn import bench
 from nprnn import functional as F_
+from nprnn.app import bench
 
 TINY = [("lstm", 8, 2, 3, "tanh"), ("gru", 6, 3, 2, "tanh"), ("rnn", 5, 2, 4, "relu")]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nprnn.charlm import CharLM
+from nprnn.app.charlm import CharLM
+from nprnn.app.text import Vocab
 from nprnn.gradcheck import gradcheck
-from nprnn.text import Vocab
 
 LINES = ["anna", "bob", "cleo", "dave", "eve", "abba"]
 
@@ -56,7 +56,7 @@ def test_loss_and_grad_matches_central_differences(model, case):
 
     params = lm.state_dict()
     loss(params)
-    grads = {k: v.copy() for k, v in lm.grads().items()}
+    grads = {k: v.copy() for k, v in lm.grads.items()}
     assert all(np.abs(g).sum() > 0 for g in grads.values())
     errors = gradcheck(loss, params, grads)
     assert max(errors.values()) < 1e-6, errors
@@ -69,14 +69,14 @@ def test_names_follow_pytorch_and_grads_accumulate():
         + [f"rnn.{w}_{k}_l{i}" for i in range(2) for w in ("weight", "bias") for k in ("ih", "hh")]
         + ["head.weight", "head.bias"]
     )
-    assert sorted(lm.params()) == sorted(expected) and list(lm.params()) == list(lm.grads())
-    assert lm.params()["rnn.weight_ih_l0"].shape == (20, 5)
+    assert sorted(lm.params) == sorted(expected) and list(lm.params) == list(lm.grads)
+    assert lm.params["rnn.weight_ih_l0"].shape == (20, 5)
     x, y, m = _batch(np.random.default_rng(0), 7)
     lm.zero_grad()
     lm.loss_and_grad(x, y, m)
-    once = {k: v.copy() for k, v in lm.grads().items()}
+    once = {k: v.copy() for k, v in lm.grads.items()}
     lm.loss_and_grad(x, y, m)
-    for k, g in lm.grads().items():
+    for k, g in lm.grads.items():
         np.testing.assert_allclose(g, 2 * once[k], rtol=1e-5, atol=1e-7)
 
 
@@ -87,7 +87,7 @@ def test_state_dict_round_trip_and_errors():
     np.testing.assert_array_equal(a.logits(x)[0], b.logits(x)[0])
     sd = a.state_dict()
     del sd["head.bias"]
-    with pytest.raises(ValueError, match="missing head.bias"):
+    with pytest.raises(ValueError, match=r"missing keys \['head.bias'\]"):
         b.load_state_dict(sd)
     sd = a.state_dict()
     sd["rnn.weight_hh_l0"] = np.zeros((3, 3), np.float32)
@@ -148,8 +148,35 @@ def test_sample_lines_and_stream():
     lm_s = CharLM(len(vs), hidden=8, rng=0)
     text = lm_s.sample(vs, n=25, prime="an", rng=0, mode="stream")
     assert text.startswith("an") and len(text) == 27 and set(text) <= set(vs.chars)
-    with pytest.raises(ValueError):
-        lm.sample(v, temperature=0)
+    with pytest.raises(ValueError, match="temperature"):
+        lm.sample(v, temperature=-1)
+
+
+def test_temperature_zero_is_greedy():
+    """Finding 7: --temperature 0 means greedy (it was refused; only --top-k 1 was)."""
+    v = _vocab()
+    lm = CharLM(len(v), hidden=8, rng=0)
+    greedy = lm.sample(v, n=3, temperature=0, rng=2, max_len=20)
+    assert len(set(greedy)) == 1
+    assert greedy == lm.sample(v, n=3, top_k=1, rng=7, max_len=20)
+    assert lm.sample(v, n=2, temperature=0, rng=9, max_len=20) == greedy[:2]
+
+
+def test_generate_yields_pieces_as_they_come():
+    """Finding 7: generation is incremental (lines one by one, stream in chunks), so the
+    command can print as it goes; the pieces join to what sample() returns."""
+    v = _vocab()
+    lm = CharLM(len(v), hidden=8, rng=0)
+    it = lm.generate(v, n=5, rng=3, max_len=10, chunk=2)
+    first = next(it)  # available before the other lines are generated
+    assert isinstance(first, str)
+    assert [first, *it] == list(lm.generate(v, n=5, rng=3, max_len=10, chunk=2))
+    assert list(lm.generate(v, n=5, rng=3, max_len=10)) == lm.sample(v, n=5, rng=3, max_len=10)
+    vs = _vocab(lines_mode=False)
+    lm_s = CharLM(len(vs), hidden=8, rng=0)
+    pieces = list(lm_s.generate(vs, n=300, rng=0, mode="stream", chunk=16))
+    assert len(pieces) > 10 and all(len(p) <= 16 for p in pieces)
+    assert "".join(pieces) == lm_s.sample(vs, n=300, rng=0, mode="stream")
 
 
 def test_constructor_checks():
@@ -165,7 +192,7 @@ def test_constructor_checks():
 def test_weights_load_into_torch(tmp_path, model):
     torch = pytest.importorskip("torch")
     st_torch = pytest.importorskip("safetensors.torch")
-    from nprnn.checkpoint import save_arrays
+    from nprnn.app.files import save_arrays
 
     V, H, L = 9, 6, 2
     lm = CharLM(V, model=model, hidden=H, layers=L, rng=0).eval()
@@ -204,23 +231,23 @@ def test_load_state_dict_names_the_full_key_and_is_all_or_nothing():
         lm.load_state_dict([1, 2])
     for k, v in lm.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
-    params = lm.params()
+    params = lm.params
     lm.load_state_dict({k: v + 1 for k, v in before.items()})  # in place: same arrays
-    assert all(lm.params()[k] is params[k] for k in params)
-    np.testing.assert_array_equal(lm.params()["head.bias"], before["head.bias"] + 1)
+    assert all(lm.params[k] is params[k] for k in params)
+    np.testing.assert_array_equal(lm.params["head.bias"], before["head.bias"] + 1)
 
 
 @pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("layers", [1, 3])
 def test_param_shapes_match_the_built_model(model, layers):
     lm = CharLM(7, model=model, hidden=5, layers=layers, embedding_dim=4, rng=0)
-    shapes = {k: v.shape for k, v in lm.params().items()}
+    shapes = {k: v.shape for k, v in lm.params.items()}
     assert CharLM.param_shapes(lm.config()) == shapes
     assert list(CharLM.param_shapes(lm.config())) == list(shapes)  # same order
     CharLM.check_weights(lm.config(), lm.state_dict())
     again = CharLM.from_config(lm.config(), weights=lm.state_dict())
     for k, v in again.state_dict().items():
-        np.testing.assert_array_equal(v, lm.params()[k])
+        np.testing.assert_array_equal(v, lm.params[k])
 
 
 def test_a_config_asking_for_a_huge_model_is_refused_without_building_it():
@@ -253,7 +280,7 @@ def test_a_config_asking_for_a_huge_model_is_refused_without_building_it():
 def test_a_tiny_temperature_samples_greedily_without_warnings():
     import warnings
 
-    from nprnn.charlm import _draw
+    from nprnn.app.charlm import _draw
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(4, 6)).astype(np.float32) * 3

@@ -14,23 +14,19 @@ import pytest
 
 pytest.importorskip("safetensors")
 
-from nprnn import checkpoint as ck  # noqa: E402
-from nprnn.checkpoint import (  # noqa: E402
-    CheckpointError,
-    RunDir,
+from nprnn.app import files as ck  # noqa: E402
+from nprnn.app.errors import CheckpointError  # noqa: E402
+from nprnn.app.files import (  # noqa: E402
     atomic_write_bytes,
     atomic_write_json,
     load_arrays,
     load_arrays_with_metadata,
-    load_best,
-    load_checkpoint,
-    load_model,
     load_rng,
     read_json,
     save_arrays,
-    save_checkpoint,
     save_rng,
 )
+from nprnn.app.runs import RunDir, load_best, load_checkpoint, load_model, save_checkpoint  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -329,7 +325,7 @@ def test_checkpoint_detects_inconsistency(tmp_path):
         if bad.pop("keep_checksum", False):
             bad["checksum"] = rec["checksum"]
         else:  # a self-consistent record whose content is wrong
-            bad["checksum"] = ck._sha256(ck._dumps(bad).encode())
+            bad["checksum"] = ck.sha256_hex(ck.canonical_json(bad).encode())
         atomic_write_json(run.trainer_json_path, bad)
         with pytest.raises(CheckpointError, match=match):
             load_checkpoint(run)
@@ -343,7 +339,7 @@ def _resign(run, rec):
     """Write ``rec`` as trainer.json with a matching checksum (consistent but wrong)."""
     body = {k: v for k, v in rec.items() if k != "checksum"}
     atomic_write_json(
-        run.trainer_json_path, {**body, "checksum": ck._sha256(ck._dumps(body).encode())}
+        run.trainer_json_path, {**body, "checksum": ck.sha256_hex(ck.canonical_json(body).encode())}
     )
 
 
@@ -458,7 +454,7 @@ def test_crash_at_every_write_leaves_a_loadable_checkpoint(tmp_path, monkeypatch
         save(run, 3)  # the next save works and cleans up after the crash
         assert_checkpoint(run, 3, step)
         assert len([n for n in listing(run.path) if n.startswith(("ckpt-", "."))]) == 3
-    assert n_crashes >= 7  # 3 array files + commit + model link/replace + best link/replace
+    assert n_crashes >= 7  # 3 array files + commit + model copy + best copy + config
 
 
 def test_sigkill_during_saves(tmp_path):
@@ -466,7 +462,7 @@ def test_sigkill_during_saves(tmp_path):
     script = textwrap.dedent(f"""
         import sys, numpy as np
         sys.path.insert(0, {SRC!r})
-        from nprnn.checkpoint import RunDir, save_checkpoint
+        from nprnn.app.runs import RunDir, save_checkpoint
         run = RunDir(sys.argv[1])
         step = 0
         print("ready", flush=True)

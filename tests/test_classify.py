@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from nprnn import classify
-from nprnn.checkpoint import CheckpointError
-from nprnn.classify import SeqClassifier, classification_metrics, encode_batch
+from nprnn.app import classify, cli
+from nprnn.app.classifier import SeqClassifier, classification_metrics, encode_batch, read_labeled
+from nprnn.app.errors import CheckpointError, DataError
+from nprnn.app.text import Vocab
 from nprnn.gradcheck import gradcheck
 from nprnn.losses import softmax_cross_entropy
-from nprnn.text import DataError, Vocab
 
 # a learnable toy rule: label "a" if the text ends with 'a', else "b"
 TOY = ["anna", "bella", "bob", "carl", "dora", "ed", "ella", "fred", "gina", "hal", "ida",
@@ -61,7 +61,7 @@ def test_gradients_match_central_differences(model, dropout):
     net.rng.bit_generator.state = rng_state
     net.zero_grad()
     net.loss_and_grad(ids, mask, labels)
-    grads = {k: v.copy() for k, v in net.grads().items()}
+    grads = {k: v.copy() for k, v in net.grads.items()}
     errs = gradcheck(f, base, grads)
     assert max(errs.values()) < 1e-6, errs
     assert np.linalg.norm(grads["rnn.weight_hh_l1_reverse"]) > 0
@@ -100,7 +100,7 @@ def test_training_writes_a_run_and_learns(run_dir):
         assert (run / name).is_file(), name
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["task"] == "classify" and cfg["labels"] == ["a", "b"]
-    assert set(cfg["vocab"]["chars"]) <= set("".join(TOY))
+    assert set(cfg["vocab"]["tokens"][3:]) <= set("".join(TOY))
     log = [json.loads(s) for s in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [20, 40]
     assert all({"train_loss", "val_loss", "val_accuracy"} <= set(r) for r in log)
@@ -129,7 +129,7 @@ def test_predict_gives_probabilities(run_dir, capsys):
     for probs in out:
         assert set(probs) == {"a", "b"}
         assert sum(probs.values()) == pytest.approx(1.0)
-    assert classify.main_predict([str(d / "run"), "nora", "bob"]) == 0
+    assert cli.main(["predict", str(d / "run"), "nora", "bob"]) == 0
     lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
     assert [r["text"] for r in lines] == ["nora", "bob"]
     assert all(r["label"] == max(r["probs"], key=r["probs"].get) for r in lines)
@@ -138,17 +138,17 @@ def test_predict_gives_probabilities(run_dir, capsys):
 def test_main_train_and_eval_print_json(tmp_path, capsys):
     data = _write(tmp_path / "toy.tsv", _toy_pairs())
     out = tmp_path / "r"
-    argv = ["--task", "classify", "--data", str(data), "--steps", "4", "--hidden", "4",
+    argv = ["train", "--task", "classify", "--data", str(data), "--steps", "4", "--hidden", "4",
             "--eval-every", "2", "--out", str(out), "--bidirectional", "--quiet",
             "--test-fraction", "0.2"]  # fmt: skip
-    assert classify.main_train(argv) == 0
+    assert cli.main(argv) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["test"]["n"] == 6 and res["val"]["n"] == 2
-    with pytest.raises(ValueError, match="--force"):
-        classify.main_train(argv)
-    assert classify.main_train([*argv, "--force"]) == 0
+    assert cli.main(argv) == 2
+    assert "--force" in capsys.readouterr().err
+    assert cli.main([*argv, "--force"]) == 0
     capsys.readouterr()
-    assert classify.main_eval([str(out), "--data", str(data)]) == 0
+    assert cli.main(["eval", str(out), "--data", str(data)]) == 0
     m = json.loads(capsys.readouterr().out)
     assert sum(map(sum, m["confusion_matrix"])) == len(TOY)
 
@@ -159,10 +159,10 @@ def test_main_train_and_eval_print_json(tmp_path, capsys):
 def test_bad_data_lines(tmp_path):
     (tmp_path / "b.tsv").write_text("ann\tf\nbob m\n", encoding="utf-8")
     with pytest.raises(DataError, match="line 2 has no tab"):
-        classify.read_labeled(tmp_path / "b.tsv")
+        read_labeled(tmp_path / "b.tsv")
     (tmp_path / "c.tsv").write_text("ann\tf\n\tm\n", encoding="utf-8")
     with pytest.raises(DataError, match="empty text"):
-        classify.read_labeled(tmp_path / "c.tsv")
+        read_labeled(tmp_path / "c.tsv")
     with pytest.raises(DataError, match="two labels"):
         classify.train_classifier(data=[("a", "x"), ("b", "x"), ("c", "x")], out=tmp_path / "o")
 
@@ -175,11 +175,13 @@ def test_unknown_labels_characters_and_foreign_runs(run_dir, tmp_path):
         classify.predict(d / "run", ["Zoë"])
     with pytest.raises(CheckpointError):
         classify.predict(tmp_path, ["anna"])
-    with pytest.raises(ValueError, match="invalid choice"):
-        classify.main_train(["--model", "cnn"])
+    assert (
+        cli.main(["train", "--task", "classify", "--model", "cnn", "--out", str(tmp_path / "x")])
+        == 2
+    )
 
 
 def test_bundled_corpus_reads():
-    pairs = classify.read_labeled(classify.BUNDLED)
+    pairs = read_labeled(classify.BUNDLED)
     assert len(pairs) == 4832
     assert {y for _, y in pairs} == {"female", "male"}

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nprnn import cli
-from nprnn.checkpoint import load_arrays
-from nprnn.train import Trainer
+from nprnn.app import cli
+from nprnn.app.files import load_arrays
+from nprnn.app.train import Trainer
 
 NAMES = [
     "anna",
@@ -140,8 +140,8 @@ def test_train_sample_eval(tmp_path, corpus, capsys):
 
 
 def _reference_loss(run: Path, lines) -> float:
-    from nprnn.charlm import CharLM
-    from nprnn.text import Vocab
+    from nprnn.app.charlm import CharLM
+    from nprnn.app.text import Vocab
 
     cfg = json.loads((run / "config.json").read_text())
     vocab = Vocab.from_dict(cfg["vocab"])
@@ -203,8 +203,7 @@ def test_resume_after_ctrl_c_is_bit_identical(tmp_path, corpus, prose, capsys, m
         data,
         "--mode",
         mode,
-        "--seq-len",
-        6,
+        *(["--seq-len", 6] if mode == "stream" else []),
         "--steps",
         14,
         "--layers",
@@ -296,7 +295,7 @@ def test_weights_load_into_torch(tmp_path, corpus, capsys):
     emb.load_state_dict({"weight": sd["embedding.weight"]})
     lstm.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("rnn.")})
     head.load_state_dict({"weight": sd["head.weight"], "bias": sd["head.bias"]})
-    from nprnn.charlm import CharLM
+    from nprnn.app.charlm import CharLM
 
     cfg = json.loads((out / "config.json").read_text())
     model = CharLM.from_config(cfg["model"])
@@ -308,7 +307,7 @@ def test_weights_load_into_torch(tmp_path, corpus, capsys):
 
 
 def test_python_dash_m_subprocess(tmp_path, corpus):
-    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[2])}
     out = tmp_path / "p"
     r = subprocess.run(
         [
@@ -353,14 +352,14 @@ def test_bench_is_dispatched_lazily(monkeypatch):
     import types
 
     seen = []
-    fake = types.ModuleType("nprnn.bench")
-    fake.main = lambda argv: seen.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "nprnn.bench", fake)
-    import nprnn
+    fake = types.ModuleType("nprnn.app.bench")
+    fake.cmd_bench = lambda opts, given: seen.append((opts.json, opts.repeat)) or 0
+    monkeypatch.setitem(sys.modules, "nprnn.app.bench", fake)
+    import nprnn.app
 
-    monkeypatch.setattr(nprnn, "bench", fake, raising=False)
-    assert cli.main(["bench", "--json", "--quick"]) == 0
-    assert seen == [["--json", "--quick"]]
+    monkeypatch.setattr(nprnn.app, "bench", fake, raising=False)
+    assert cli.main(["bench", "--json", "--repeat", "2"]) == 0
+    assert seen == [(True, 2)]
 
 
 # ---------------------------------------------------------------------------- bad input
@@ -472,17 +471,17 @@ def test_corrupted_foreign_and_unseen(tmp_path, corpus, capsys):
 
 def _resign(run: Path, mutate) -> None:
     """Edit trainer.json and recompute its checksum (consistent, but wrong)."""
-    from nprnn.checkpoint import _dumps, _sha256
+    from nprnn.app.files import canonical_json, sha256_hex
 
     rec = json.loads((run / "trainer.json").read_text())
     rec.pop("checksum")
     mutate(rec)
-    rec["checksum"] = _sha256(_dumps(rec).encode("utf-8"))
-    (run / "trainer.json").write_text(_dumps(rec))
+    rec["checksum"] = sha256_hex(canonical_json(rec).encode("utf-8"))
+    (run / "trainer.json").write_text(canonical_json(rec))
 
 
 def _weights_only(run: Path, dest: Path, *, config=None, scale_head=None) -> Path:
-    from nprnn.checkpoint import save_arrays
+    from nprnn.app.files import save_arrays
 
     dest.mkdir()
     cfg = json.loads((run / "config.json").read_text())
@@ -511,8 +510,10 @@ def test_eval_of_a_hopeless_model_prints_strict_json(finished, tmp_path, corpus,
 
     res = json.loads(out, parse_constant=no_constants)
     assert res["loss"] > 709.8 and res["perplexity"] is None and res["mode"] == "lines"
-    assert cli._perplexity(709.0) == pytest.approx(np.exp(709.0))
-    assert cli._perplexity(710.0) is None
+    from nprnn.app.load import perplexity
+
+    assert perplexity(709.0) == pytest.approx(np.exp(709.0))
+    assert perplexity(710.0) is None
 
 
 def test_eval_and_sample_of_a_weights_only_directory(finished, tmp_path, corpus, capsys):
@@ -554,7 +555,9 @@ def test_out_of_memory_is_one_line(monkeypatch, finished, capsys):
     def boom(args):
         raise MemoryError
 
-    monkeypatch.setattr(cli, "_cmd_sample", boom)
+    from nprnn.app import lmcli
+
+    monkeypatch.setattr(lmcli, "cmd_sample", lambda opts, given: boom(opts))
     assert_usage_error(*run_cli(capsys, "sample", finished)[::2], "out of memory")
 
 
@@ -592,4 +595,12 @@ def test_resume_refuses_a_consistent_but_damaged_record(finished, capsys, name, 
     code, _, err = run_cli(capsys, "train", "--out", finished, "--resume", "--steps", 8)
     assert_usage_error(code, err, needle, "damaged or foreign")
     assert "check the command's options" not in err and "--force" in err
+    assert snapshot(finished) == before
+
+
+def test_resume_of_a_run_of_another_version_says_so(finished, capsys):
+    _resign(finished, lambda r: r["config"].update(version=1))
+    before = snapshot(finished)
+    code, _, err = run_cli(capsys, "train", "--out", finished, "--resume", "--steps", 8)
+    assert_usage_error(code, err, "another version of nprnn", "start a new run")
     assert snapshot(finished) == before

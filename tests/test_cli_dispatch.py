@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from nprnn import cli
+from nprnn.app import cli
 
 NAMES = "Anna\tfemale\nBob\tmale\nCleo\tfemale\nDave\tmale\nEve\tfemale\nFay\tfemale\n" * 3
 
@@ -23,10 +23,12 @@ def test_top_level_help_lists_every_command(capsys):
         assert name in out
 
 
-def test_option_lookup():
-    assert cli._option(["train", "--task", "classify"], "--task") == "classify"
-    assert cli._option(["train", "--task=classify"], "--task") == "classify"
-    assert cli._option(["train", "--data", "x"], "--task") is None
+@pytest.mark.parametrize("argv", [["--task", "classify"], ["--task=classify"]])
+def test_train_task_classify_has_its_own_options(capsys, argv):
+    code, out, _ = run(capsys, "train", *argv, "--help")
+    assert code == 0 and "--bidirectional" in out and "--test-fraction" in out
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0 and "--bidirectional" not in out and "--seq-len" in out
 
 
 def test_classifier_train_predict_eval(tmp_path, capsys):
@@ -57,25 +59,25 @@ def test_delegated_errors_are_one_line(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1
 
 
-def test_task_prints_one_json_line(capsys):
+def test_task_prints_one_json_line(capsys, tmp_path):
     code, out, err = run(capsys, "task", "adding", "--T", 5, "--steps", 2, "--hidden", 4,
-                         "--quiet")  # fmt: skip
+                         "--quiet", "--out", tmp_path / "t")  # fmt: skip
     assert code == 0, err
     (line,) = out.strip().splitlines()
     res = json.loads(line)
     assert res["task"] == "adding" and res["T"] == 5 and res["mse"] >= 0
 
 
-def test_delegated_commands_run_on_one_blas_thread(monkeypatch, capsys):
+def test_delegated_commands_run_on_one_blas_thread(monkeypatch, capsys, tmp_path):
     calls = []
     monkeypatch.setattr(cli, "set_blas_threads", lambda n: calls.append(n) or True)
     code, _, err = run(capsys, "task", "adding", "--T", 3, "--steps", 1, "--hidden", 2,
-                       "--quiet")  # fmt: skip
+                       "--quiet", "--out", tmp_path / "t")  # fmt: skip
     assert code == 0, err
     assert calls == [1]
     calls.clear()
-    from nprnn import bench
+    from nprnn.app import bench
 
-    monkeypatch.setattr(bench, "main", lambda argv: 0)
+    monkeypatch.setattr(bench, "cmd_bench", lambda opts, given: 0)
     assert cli.main(["bench", "--json"]) == 0
     assert calls == []  # bench has its own --threads

@@ -177,7 +177,7 @@ def test_lr_changes_match_torch(dtype, tol):
 
 @pytest.mark.parametrize("name,kw", CONFIGS, ids=IDS)
 def test_state_round_trip_is_bit_identical(name, kw, tmp_path):
-    from nprnn.checkpoint import atomic_write_json, load_arrays, read_json, save_arrays
+    from nprnn.app.files import atomic_write_json, load_arrays, read_json, save_arrays
 
     rng = np.random.default_rng(7)
     seq = [make_grads(make_params(np.float32), rng) for _ in range(6)]

@@ -27,30 +27,20 @@ import pytest
 import nprnn
 from nprnn import classic, optim
 from nprnn import functional as F
-from nprnn.charlm import CharLM
-from nprnn.checkpoint import (
-    CheckpointError,
-    RunDir,
-    _dumps,
-    _sha256,
+from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_stream
+from nprnn.app.charlm import CharLM
+from nprnn.app.errors import CheckpointError, DataError
+from nprnn.app.files import (
     arrays_to_bytes,
     atomic_write_bytes,
-    load_best,
+    canonical_json,
     read_json,
-    save_checkpoint,
     save_rng,
+    sha256_hex,
 )
+from nprnn.app.runs import RunDir, load_best, save_checkpoint
+from nprnn.app.text import Vocab, read_text, split_text, split_train_val
 from nprnn.gradcheck import gradcheck
-from nprnn.text import (
-    DataError,
-    LinesBatcher,
-    StreamBatcher,
-    Vocab,
-    iter_eval_stream,
-    read_text,
-    split_text,
-    split_train_val,
-)
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -211,7 +201,7 @@ CASES = [
     ("Vocab.build texts", TypeError, r"^texts must be strings, got int$",
      lambda: Vocab.build([1], lines_mode=True)),
     ("from_dict keys", DataError,
-     r"^vocabulary must have keys chars, lines_mode, got \['chars'\] — the run's config\.json "
+     r"^vocabulary must have keys tokens, lines_mode, got \['chars'\] — the run's config\.json "
      r"is damaged — retrain or restore it$",
      lambda: Vocab.from_dict({"chars": ["a"]})),
     ("from_dict lines_mode", DataError,
@@ -363,7 +353,7 @@ def deadline(seconds: int):
 
 def run_cli(*argv) -> tuple[int, str, str]:
     """``cli.main`` in-process; any exception it lets through propagates (a bug)."""
-    from nprnn import cli
+    from nprnn.app import cli
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -413,8 +403,8 @@ def resigned(run: Path, mutate) -> None:
     rec = read_json(run / "trainer.json")
     rec.pop("checksum")
     mutate(rec)
-    rec["checksum"] = _sha256(_dumps(rec).encode("utf-8"))
-    (run / "trainer.json").write_text(_dumps(rec))
+    rec["checksum"] = sha256_hex(canonical_json(rec).encode("utf-8"))
+    (run / "trainer.json").write_text(canonical_json(rec))
 
 
 def test_bug_F2_backward_checks_its_cache():
@@ -547,7 +537,7 @@ def test_bug_T1_lines_batcher_checks_vocab():
 
 
 def test_bug_T2_none_sequences_are_named():
-    from nprnn.text import iter_eval_batches
+    from nprnn.app.batches import iter_eval_batches
 
     for name, fn in [
         ("chars", lambda: Vocab(None, lines_mode=True)),
@@ -719,7 +709,7 @@ def test_bug_CLI4_resume_validates_the_record(trained, tmp_path):
 
 
 def test_bug_CK1_record_entries_are_type_checked(tmp_path):
-    from nprnn.checkpoint import load_checkpoint, load_model
+    from nprnn.app.runs import load_checkpoint, load_model
 
     def fresh(name):
         run = RunDir(tmp_path / name)

@@ -4,7 +4,9 @@ Each test draws valid arguments, corrupts some of them (shape, ndim, dtype — i
 float16/32/64, complex, object, str —, NaN/inf at a random position, None, masks and
 lengths with wrong shapes or values, bad hyperparameters) and checks the outcome with
 :func:`outcome`: either a result that is right (shape, dtype, finite values) or a
-``ValueError``/``TypeError`` whose one-line message names the bad argument. Never an
+``ValueError``/``TypeError`` whose one-line message names the bad argument — and, where
+nothing was corrupted (:func:`maybe_corrupt` and :func:`mask_or_lengths` record what they
+did), a result: :func:`expect_ok` fails a test whose valid input was refused. Never an
 IndexError, KeyError, AttributeError, a NumPy broadcast/reshape error, ZeroDivisionError,
 a NumPy RuntimeWarning or a FloatingPointError: the calls run with every warning turned
 into an error and ``np.errstate(over/invalid/divide="raise")``.
@@ -34,16 +36,10 @@ from hypothesis import strategies as st
 import nprnn
 from nprnn import classic, optim
 from nprnn import functional as F
-from nprnn.checkpoint import CheckpointError
+from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
+from nprnn.app.errors import CheckpointError, DataError
+from nprnn.app.text import Vocab
 from nprnn.gradcheck import gradcheck
-from nprnn.text import (
-    DataError,
-    LinesBatcher,
-    StreamBatcher,
-    Vocab,
-    iter_eval_batches,
-    iter_eval_stream,
-)
 
 # Every test body counts its examples here, and outcome() its results ("ok" / the
 # exception type); the module fixture prints the totals.
@@ -112,6 +108,18 @@ def outcome(names, fn, *args, **kwargs):
     return "ok", res
 
 
+def expect_ok(kind, res, why: str = "nothing was corrupted") -> None:
+    """An input that is valid must give a result, not an error."""
+    OUTCOMES["expected ok"] += 1
+    assert kind == "ok", f"refused although {why}: {res!r}"
+
+
+def expect_error(kind, res, why: str) -> None:
+    """An input that is certainly invalid must be refused."""
+    OUTCOMES["expected error"] += 1
+    assert kind == "error", f"accepted although {why}: {res!r}"
+
+
 def finite(a) -> bool:
     a = np.asarray(a)
     return a.dtype.kind == "f" and bool(np.isfinite(a).all())
@@ -167,13 +175,38 @@ def corrupt(data, arr, label: str, kinds=KINDS):
     return np.zeros((0,) * max(arr.ndim, 1), dtype=arr.dtype)  # "empty"
 
 
-def maybe_corrupt(data, args: dict, names, label="", max_bad=2):
-    """Corrupt up to ``max_bad`` of ``names`` in ``args`` (a copy); returns the new dict."""
-    args = dict(args)
+class Drawn(dict):
+    """The arguments a test drew; ``bad``: the names that were corrupted."""
+
+    bad: frozenset = frozenset()
+
+    def clean(self, *names) -> bool:
+        """Whether none of ``names`` (default: all) was corrupted."""
+        return not (self.bad & set(names or self))
+
+
+def maybe_corrupt(data, args: dict, names, label="", max_bad=2) -> Drawn:
+    """Corrupt up to ``max_bad`` of ``names`` in ``args`` (a copy); returns the new dict,
+    whose ``bad`` says which (a corrupted value may still be valid: an int array where a
+    float one was, say)."""
+    args = Drawn(args)
     bad = data.draw(st.lists(st.sampled_from(sorted(names)), max_size=max_bad, unique=True))
     for name in bad:
         args[name] = corrupt(data, args[name], label + name)
+    args.bad = frozenset(bad)
     return args
+
+
+class Extra(dict):
+    """Keyword arguments (mask / lengths); ``valid``: whether they are certainly valid."""
+
+    valid = True
+
+
+def _extra(d: dict, valid: bool) -> Extra:
+    e = Extra(d)
+    e.valid = valid
+    return e
 
 
 def mask_or_lengths(data, T: int, B: int, *, batch_first=False):
@@ -202,46 +235,46 @@ def mask_or_lengths(data, T: int, B: int, *, batch_first=False):
     mask = (rng.random(want) < 0.7).astype(data.draw(st.sampled_from([bool, np.int8, float])))
     lengths = rng.integers(0, T + 1, size=B)
     if choice == "none":
-        return {}
+        return _extra({}, True)
     if choice == "mask":
-        return {"mask": mask}
+        return _extra({"mask": mask}, True)
     if choice == "mask_zero":
-        return {"mask": np.zeros(want)}
+        return _extra({"mask": np.zeros(want)}, True)
     if choice == "mask_values":
         m = mask.astype(float)
         bad = data.draw(st.sampled_from([2.0, -1.0, 0.5, np.nan, np.inf]))
         if m.size:
             m.reshape(-1)[rng.integers(m.size)] = bad
-        return {"mask": m}
+        return _extra({"mask": m}, False)
     if choice == "mask_shape":
         shape = data.draw(
             st.sampled_from(
                 [(T, B, 1), (T + 1, B), (T, B + 1), (T,), (), (B, T) if B != T else (1,)]
             )
         )
-        return {"mask": np.ones(shape)}
+        return _extra({"mask": np.ones(shape)}, False)
     if choice == "mask_dtype":
         dt = data.draw(st.sampled_from([np.complex128, object, "U1"]))
-        return {"mask": mask.astype(dt)}
+        return _extra({"mask": mask.astype(dt)}, False)
     if choice == "lengths":
         ln = lengths.astype(data.draw(st.sampled_from([np.int64, np.int32, np.uint8, float])))
-        return {"lengths": ln if data.draw(st.booleans()) else ln.tolist()}
+        return _extra({"lengths": ln if data.draw(st.booleans()) else ln.tolist()}, True)
     if choice == "lengths_values":
         ln = lengths.astype(float)
         bad = data.draw(st.sampled_from([-1, T + 1, 0.5, np.nan, np.inf, 1e6, 1e300, -1e300]))
         if B:
             ln[rng.integers(B)] = bad
-        return {"lengths": ln}
+        return _extra({"lengths": ln}, False)
     if choice == "lengths_shape":
         shape = data.draw(st.sampled_from([(B + 1,), (B, 1), (), (0,)]))
-        return {"lengths": np.ones(shape, dtype=int)}
+        return _extra({"lengths": np.ones(shape, dtype=int)}, False)
     if choice == "lengths_dtype":
         dt = data.draw(st.sampled_from([bool, np.complex128, object, "U1"]))
-        return {"lengths": lengths.astype(dt)}
+        return _extra({"lengths": lengths.astype(dt)}, False)
     if choice == "ragged":
         ragged = [[1] * (i + 1) for i in range(max(T, 2))]
-        return {data.draw(st.sampled_from(["mask", "lengths"])): ragged}
-    return {"mask": mask, "lengths": lengths}
+        return _extra({data.draw(st.sampled_from(["mask", "lengths"])): ragged}, False)
+    return _extra({"mask": mask, "lengths": lengths}, False)  # both: refused
 
 
 # ----------------------------------------------------------------------------- functional
@@ -294,7 +327,11 @@ def test_functional_forward_backward(data):
     if cell == "rnn":
         extra["nonlinearity"] = data.draw(st.sampled_from(["tanh", "relu", "sigmoid", None]))
     names = FWD_NAMES | {"nonlinearity"}
+    valid = (a.clean() and extra.valid and T > 0 and B > 0 and Fdim > 0
+             and extra.get("nonlinearity", "tanh") in ("tanh", "relu"))  # fmt: skip
     kind, res = outcome(names, call_forward, cell, a, extra)
+    if valid:
+        expect_ok(kind, res)
     if kind == "error":
         return
     out, state_n, cache = res
@@ -320,7 +357,9 @@ def test_functional_forward_backward(data):
         }[how]
     else:
         dstate = up["dh_n"]
+    valid = up.clean("dout", "dh_n") and (cell != "lstm" or (how != "junk" and up.clean("dc_n")))
     if data.draw(st.integers(0, 9)) == 0:  # the wrong cache: None, junk, another cell's
+        valid = False
         cache = data.draw(st.sampled_from([None, "cache", 0, (cache,), "other"]))
         if cache == "other":
             other = data.draw(st.sampled_from(sorted(set(GATES) - {cell})))
@@ -329,6 +368,8 @@ def test_functional_forward_backward(data):
             cache = FORWARD[other](np.zeros((1, 1, 1)), *states, w, w)[2]
     names = {"dout", "dh_n", "dc_n", "dstate", "cache"}
     kind, res = outcome(names, BACKWARD[cell], up["dout"], dstate, cache)
+    if valid:
+        expect_ok(kind, res)
     if kind == "ok":
         dx, ds0, grads = res
         assert dx.shape == x.shape and dx.dtype == out.dtype and finite(dx)
@@ -374,7 +415,19 @@ def test_layer_constructor(data):
         kw["nonlinearity"] = data.draw(st.sampled_from(["tanh", "relu", "sigmoid", None, 1]))
     args = (data.draw(sizes), data.draw(sizes), data.draw(sizes))
     names = {"input_size", "hidden_size", "num_layers", "dropout", "dtype", "rng", "nonlinearity"}
+    d = kw["dropout"]
+    valid = (
+        all(type(v) is int and v >= 1 for v in args)
+        and type(kw["bias"]) is bool
+        and type(d) is float and 0 <= d < 1
+        and any(kw["dtype"] is t for t in (np.float32, np.float64, "float32", "float64"))
+        and (kw["rng"] is None or type(kw["rng"]) is int
+             or isinstance(kw["rng"], np.random.Generator))
+        and kw.get("nonlinearity", "tanh") in ("tanh", "relu")
+    )  # fmt: skip
     kind, layer = outcome(names, LAYERS[name], *args, **kw)
+    if valid:
+        expect_ok(kind, layer, "every argument is valid")
     if kind == "ok":
         assert layer.dtype in FLOATS
         for k, p in layer.params.items():
@@ -422,7 +475,12 @@ def test_layer_call_and_backward(data):
     if data.draw(st.booleans()):
         layer.eval()
     names = {"x", "h0", "c0", "state", "mask", "lengths"}
+    used = ["x"] + ([] if how == "none" else ["h0", "c0"] if name == "LSTM" else ["h0"])
+    valid = (a.clean(*used) and extra.valid and T > 0 and B > 0
+             and (name != "LSTM" or how in ("none", "ok")))  # fmt: skip
     kind, res = outcome(names, layer, a["x"], state, **extra)
+    if valid:
+        expect_ok(kind, res)
     if kind == "error":
         with pytest.raises(RuntimeError, match="no pending forward"):
             layer.backward(None, None)  # a failed call leaves nothing to backpropagate
@@ -430,8 +488,9 @@ def test_layer_call_and_backward(data):
     out, st_n = res
     h_n = st_n[0] if name == "LSTM" else st_n
     x = np.asarray(a["x"])
+    Bx = x.shape[0] if layer.batch_first else x.shape[1]  # a corrupted x may differ from B
     assert out.shape == x.shape[:2] + (D * H,) and out.dtype == layer.dtype and finite(out)
-    assert h_n.shape == (D * L, B, H) and finite(h_n)
+    assert h_n.shape == (D * L, Bx, H) and finite(h_n)
     up = {"dout": rng.normal(size=out.shape).astype(layer.dtype)}
     up["dh_n"] = rng.normal(size=h_n.shape).astype(layer.dtype)
     up["dc_n"] = rng.normal(size=h_n.shape).astype(layer.dtype)
@@ -447,8 +506,15 @@ def test_layer_call_and_backward(data):
     else:
         dstate = up["dh_n"]
     names = {"dout", "dh_n", "dc_n", "dstate"}
+    if name == "LSTM":
+        used = {"none": [], "ok": ["dh_n", "dc_n"], "half": ["dc_n"], "not_pair": None}[how]
+    else:
+        used = ["dh_n"]
+    valid = used is not None and up.clean("dout", *used)
     before = {k: g.copy() for k, g in layer.grads.items()}
     kind, res = outcome(names, layer.backward, up["dout"], dstate)
+    if valid:
+        expect_ok(kind, res)
     if kind == "ok":
         dx, ds0 = res
         assert dx.shape == x.shape and finite(dx)
@@ -484,7 +550,11 @@ def test_layer_load_state_dict(data):
         sd = data.draw(st.sampled_from([None, [1, 2], "weights", 3]))
     before = layer.state_dict()
     names = set(keys) | {"load_state_dict"}
-    kind, _ = outcome(names, layer.load_state_dict, sd)
+    kind, res = outcome(names, layer.load_state_dict, sd)
+    if op == "ok":
+        expect_ok(kind, res)
+    elif op != "corrupt":
+        expect_error(kind, res, f"the state dict was changed by {op!r}")
     after = layer.state_dict()
     if kind == "error":  # nothing changed
         for k in before:
@@ -505,26 +575,36 @@ def test_linear_and_embedding(data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     if data.draw(st.booleans()):
         names = {"in_features", "out_features", "dtype", "x", "dout"}
-        kind, lin = outcome(names, nprnn.Linear, data.draw(sizes), data.draw(sizes), dtype=dt)
+        n_in, n_out = data.draw(sizes), data.draw(sizes)
+        kind, lin = outcome(names, nprnn.Linear, n_in, n_out, dtype=dt)
+        if all(type(v) is int and v >= 1 for v in (n_in, n_out)) and dt in FLOATS:
+            expect_ok(kind, lin)
         if kind == "error":
             return
         lead = tuple(data.draw(st.integers(1, 3)) for _ in range(data.draw(st.integers(0, 2))))
         a = {"x": rng.normal(size=lead + (lin.in_features,)).astype(lin.dtype)}
         a = maybe_corrupt(data, a, ["x"], max_bad=1)
         kind, y = outcome(names, lin, a["x"])
+        if a.clean():
+            expect_ok(kind, y)
         if kind == "error":
             return
         assert y.shape == np.shape(a["x"])[:-1] + (lin.out_features,) and finite(y)
         d = {"dout": rng.normal(size=y.shape).astype(lin.dtype)}
         d = maybe_corrupt(data, d, ["dout"], max_bad=1)
         kind, dx = outcome(names, lin.backward, d["dout"])
+        if d.clean():
+            expect_ok(kind, dx)
         if kind == "ok":
             assert dx.shape == np.shape(a["x"]) and finite(dx)
     else:
         names = {"num_embeddings", "embedding_dim", "dtype", "padding_idx", "ids", "dout"}
         pad = data.draw(st.sampled_from([None, 0, -1, 1, 99, 1.0, True, "0"]))
-        kind, emb = outcome(names, nprnn.Embedding, data.draw(sizes), data.draw(sizes),
-                            padding_idx=pad, dtype=dt)  # fmt: skip
+        n_emb, dim = data.draw(sizes), data.draw(sizes)
+        kind, emb = outcome(names, nprnn.Embedding, n_emb, dim, padding_idx=pad, dtype=dt)
+        if (all(type(v) is int and v >= 1 for v in (n_emb, dim)) and dt in FLOATS
+                and (pad is None or (type(pad) is int and -n_emb <= pad < n_emb))):  # fmt: skip
+            expect_ok(kind, emb)
         if kind == "error":
             return
         n = emb.num_embeddings
@@ -548,12 +628,18 @@ def test_linear_and_embedding(data):
         elif how == "ragged":
             ids = [[1], [1, 2]]
         kind, y = outcome(names, emb, ids)
+        if how in ("ok", "uint") or (how in ("neg", "big", "uint_huge") and not np.size(ids)):
+            expect_ok(kind, y, f"the ids are valid ({how})")
+        elif how in ("neg", "big", "uint_huge", "none", "ragged", "float"):
+            expect_error(kind, y, f"the ids are {how}")
         if kind == "error":
             return
         assert y.shape == np.shape(ids) + (emb.embedding_dim,) and finite(y)
         d = {"dout": np.ones(y.shape, dtype=emb.dtype)}
         d = maybe_corrupt(data, d, ["dout"], max_bad=1)
-        kind, _ = outcome(names, emb.backward, d["dout"])
+        kind, res = outcome(names, emb.backward, d["dout"])
+        if d.clean():
+            expect_ok(kind, res)
         if kind == "ok" and emb.padding_idx is not None:
             assert not emb.grads["weight"][emb.padding_idx].any()
 
@@ -584,6 +670,12 @@ def test_softmax_cross_entropy(data):
     names = {"logits", "targets", "mask", "reduction"}
     kind, res = outcome(names, nprnn.softmax_cross_entropy, a["logits"], a["targets"],
                         a["mask"], red)  # fmt: skip
+    if (
+        a.clean("logits", "targets")
+        and (a["mask"] is None or a.clean("mask"))
+        and red in ("mean", "sum")
+    ):
+        expect_ok(kind, res)
     if kind == "ok":
         loss, dz = res
         assert isinstance(loss, float) and math.isfinite(loss) and loss >= 0
@@ -633,7 +725,12 @@ def test_optimizers(data):
             st.sampled_from(HYPER[h] + (HYPER_JUNK if data.draw(st.booleans()) else []))
         )
     names = set(OPT_ARGS[name]) | {"betas[0]", "betas[1]", "nesterov"}
+    valid = all(any(type(v) is type(h) and v == h for h in HYPER[k]) for k, v in kw.items())
+    if name == "sgd" and kw["nesterov"] and (kw["momentum"] == 0 or kw["dampening"] != 0):
+        valid = False  # torch's rule: Nesterov needs momentum and no dampening
     kind, opt = outcome(names, optim.OPTIMIZERS[name], params, **kw)
+    if valid:
+        expect_ok(kind, opt, f"every hyperparameter is valid: {kw}")
     if kind == "error":
         return
     grads = {k: rng.normal(size=p.shape).astype(dt) for k, p in params.items()}
@@ -649,7 +746,11 @@ def test_optimizers(data):
         grads = list(grads.values())
     before = {k: p.copy() for k, p in params.items()}
     for _ in range(2):
-        kind, _ = outcome({"grad", "grads"}, opt.step, grads)
+        kind, res = outcome({"grad", "grads"}, opt.step, grads)
+        if op == "ok":
+            expect_ok(kind, res)
+        elif op != "corrupt":
+            expect_error(kind, res, f"the grads are {op!r}")
         if kind == "error":  # refused: nothing changed
             for k, p in params.items():
                 np.testing.assert_array_equal(p, before[k])
@@ -670,6 +771,8 @@ def test_clip_grad_norm_and_schedule(data):
     max_norm = data.draw(st.sampled_from([1e-3, 1.0, 100.0] + HYPER_JUNK))
     norm0 = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values()))
     kind, norm = outcome({"max_norm"}, optim.clip_grad_norm, grads, max_norm)
+    if type(max_norm) is float and max_norm > 0 and math.isfinite(max_norm):
+        expect_ok(kind, norm)
     if kind == "ok":
         assert math.isclose(norm, norm0, rel_tol=1e-5, abs_tol=1e-12)
         after = math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads.values()))
@@ -683,9 +786,19 @@ def test_clip_grad_norm_and_schedule(data):
     }
     names = set(kw) | {"warmup_steps", "total_steps"}
     kind, sched = outcome(names, optim.LRSchedule, **kw)
+    valid = (kw["base_lr"] in (0.1, 1e-3) and type(kw["base_lr"]) is float
+             and type(kw["warmup_steps"]) is int and kw["warmup_steps"] >= 0
+             and kw["decay"] in ("none", "cosine", "linear")
+             and type(kw["total_steps"]) is int and kw["total_steps"] >= 1
+             and 0 <= kw["min_lr_ratio"] <= 1
+             and kw["warmup_steps"] <= kw["total_steps"])  # fmt: skip
+    if valid:
+        expect_ok(kind, sched)
     if kind == "ok":
         step = data.draw(st.sampled_from([0, 1, 4, 9, 10, 50, -1, 1.5, None, np.int64(3)]))
         kind, lr = outcome({"step"}, sched.lr_at, step)
+        if (type(step) is int and step >= 0) or isinstance(step, np.integer):
+            expect_ok(kind, lr)
         if kind == "ok":
             assert 0 <= lr <= sched.base_lr * (1 + 1e-12)
 
@@ -701,7 +814,27 @@ def test_make_optimizer(data):
     lr = data.draw(st.sampled_from([None, 0.01, -1.0]))
     params = opt_params(np.random.default_rng(0), np.float64)
     names = {"optimizer", "lr", "momentum", "betas", "bogus"}
-    outcome(names, optim.make_optimizer, name, params, lr=lr, **kw)
+    kind, opt = outcome(names, optim.make_optimizer, name, params, lr=lr, **kw)
+    takes = {"sgd": {"momentum"}, "rmsprop": {"momentum"}, "adam": {"betas"}, "adamw": {"betas"},
+             "adagrad": set()}  # fmt: skip
+    valid = (
+        name in takes
+        and set(kw) <= takes[name]
+        and lr != -1.0
+        and not (lr is None and name == "sgd")  # SGD has no default learning rate
+    )
+    if valid:
+        expect_ok(kind, opt, f"make_optimizer({name!r}, lr={lr}, **{kw}) is valid")
+        assert isinstance(opt, optim.OPTIMIZERS[name]) and set(opt.params) == set(params)
+        if lr is not None:
+            assert opt.lr == lr
+        for k, v in kw.items():
+            got = opt.hyperparameters()[k]
+            assert (list(got) if isinstance(got, list | tuple) else got) == (
+                list(v) if isinstance(v, tuple) else v
+            )
+    else:
+        expect_error(kind, opt, f"make_optimizer({name!r}, lr={lr}, **{kw}) is invalid")
 
 
 # ----------------------------------------------------------------------------- text
@@ -744,11 +877,21 @@ JSONISH = st.recursive(
     d=st.one_of(
         JSONISH,
         st.fixed_dictionaries({"chars": JSONISH, "lines_mode": JSONISH}),
+        st.fixed_dictionaries({"tokens": JSONISH, "lines_mode": JSONISH}),
         st.fixed_dictionaries(
             {
                 "chars": st.lists(st.text("abc\x00é", max_size=2), max_size=4),
                 "lines_mode": st.booleans(),
             }
+        ),
+        st.builds(
+            lambda chars, lm, specials: {
+                "tokens": (["<pad>", "<bos>", "<eos>"] if lm and specials else []) + chars,
+                "lines_mode": lm,
+            },
+            st.lists(st.text("abc\x00é", max_size=2), max_size=4),
+            st.booleans(),
+            st.booleans(),
         ),
     )
 )
@@ -760,7 +903,12 @@ def test_vocab_from_dict(d):
     except DataError as e:
         assert "vocabulary" in str(e) and "\n" not in str(e)
         return
-    assert v.to_dict() == d and len(v) == len(d["chars"]) + 3 * d["lines_mode"]
+    specials = ["<pad>", "<bos>", "<eos>"] if d["lines_mode"] else []
+    if "tokens" in d:  # config.json's form: every id with its token, specials included
+        assert v.to_dict() == d and len(v) == len(d["tokens"])
+    else:  # the form of runs written before 0.2
+        assert v.tokens == specials + d["chars"] and len(v) == len(d["chars"]) + len(specials)
+    assert Vocab.from_dict(v.to_dict()) == v
 
 
 @fuzz(100)
@@ -776,6 +924,10 @@ def test_lines_batcher(lines, batch_size, bucket, seed, served):
     v = Vocab.build(lines + ["abc"], lines_mode=True)
     kind, b = outcome({"batch_size"}, LinesBatcher, lines, v, batch_size=batch_size,
                       rng=seed, bucket=bucket)  # fmt: skip
+    if type(batch_size) is int and batch_size >= 1:
+        expect_ok(kind, b)
+    else:
+        expect_error(kind, b, f"batch_size={batch_size!r}")
     if kind == "error":
         return
     seen = []
@@ -814,6 +966,11 @@ def test_stream_batcher_and_eval_stream(n, batch_size, seq_len, seed):
     ids = np.random.default_rng(seed).integers(0, 5, size=n)
     names = {"batch_size", "seq_len", "text", "ids", "characters"}
     kind, b = outcome(names, StreamBatcher, ids, batch_size=batch_size, seq_len=seq_len)
+    sizes_ok = all(type(v) is int and v >= 1 for v in (batch_size, seq_len))
+    if sizes_ok and n // batch_size >= 2:
+        expect_ok(kind, b)
+    else:
+        expect_error(kind, b, "a size is invalid or the streams are too short")
     if kind == "ok":
         L = n // batch_size
         got = [b.next_batch() for _ in range(b.batches_per_epoch)]
@@ -827,6 +984,10 @@ def test_stream_batcher_and_eval_stream(n, batch_size, seq_len, seed):
         b2.load_state_dict(b.state_dict())
         np.testing.assert_array_equal(b.next_batch()[0], b2.next_batch()[0])
     kind, chunks = outcome(names, lambda: list(iter_eval_stream(ids, batch_size, seq_len)))
+    if sizes_ok and n >= 2:
+        expect_ok(kind, chunks)
+    else:
+        expect_error(kind, chunks, "a size is invalid or there is nothing to predict")
     if kind == "ok":
         preds = sorted(
             (int(x), int(y))
@@ -854,15 +1015,27 @@ def test_batcher_state_mutations(data):
     sd = b.state_dict()
     key = data.draw(st.sampled_from(sorted(sd)))
     junk = data.draw(st.sampled_from([None, -1, 10**6, 1.5, "x", [], {}, True]))
+    same = False
     if data.draw(st.booleans()):
         sd.pop(key)
     else:
+        same = type(sd[key]) is type(junk) and sd[key] == junk  # no change at all
+        # a completed-epoch count is any int >= 0: another valid state, not damage
+        same = same or (key == "epoch" and type(junk) is int and junk >= 0)
         sd[key] = junk
+    target = fresh()
+    before = target.state_dict()
     try:
         with strict():
-            fresh().load_state_dict(sd)
+            target.load_state_dict(sd)
     except (DataError, CheckpointError) as e:
+        OUTCOMES[type(e).__name__] += 1
         assert "\n" not in str(e)
+        assert not same, f"refused a valid state: {e}"
+        assert target.state_dict() == before  # a refused state changes nothing
+        return
+    OUTCOMES["ok"] += 1
+    assert same, f"accepted a state whose {key!r} is {junk!r}"
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -904,6 +1077,15 @@ def test_gradcheck(data):
     names = {"params", "grads", "eps", "max_entries", "rng"}
     kind, err = outcome(names, gradcheck, f, params, grads, eps=eps, max_entries=max_entries,
                         rng=rng_arg)  # fmt: skip
+    if (
+        op == "ok"
+        and eps in (1e-6, 1e-4)
+        and max_entries in (None, 1, 2)
+        and (type(max_entries) is not float)
+    ):
+        expect_ok(kind, err)
+    elif op in ("missing", "extra", "shape", "complex", "str", "list"):
+        expect_error(kind, err, f"the arguments are {op!r}")
     if kind == "ok":
         assert set(err) == set(params) and all(0 <= e < 1e-4 for e in err.values())
 
@@ -966,6 +1148,14 @@ def test_classic_sequence_api(data):
         kind, res = outcome(names, classic.lstm_forward, a["x"], a["a0"], a["c0"], P, mask)
     else:
         kind, res = outcome(names, classic.rnn_forward, a["x"], a["a0"], P, mask)
+    if (
+        op == "ok"
+        and a.clean("x", "a0", *(["c0"] if lstm else []))
+        and how in ("none", "ok", "zero")
+    ):
+        expect_ok(kind, res)
+    elif op in ("missing", "not_dict") or how in ("values", "shape"):
+        expect_error(kind, res, f"the parameters are {op!r}, the mask {how!r}")
     if kind == "error":
         return
     y_pred, caches = res[-2], res[-1]
@@ -974,10 +1164,14 @@ def test_classic_sequence_api(data):
     y_true = np.eye(n_y)[rng.integers(0, n_y, (m, Tx))].transpose(2, 0, 1)
     b = maybe_corrupt(data, {"y_pred": y_pred, "y_true": y_true}, ["y_pred", "y_true"], max_bad=1)
     kind, loss = outcome(names, classic.compute_loss, b["y_pred"], b["y_true"], mask)
+    if b.clean():
+        expect_ok(kind, loss)
     if kind == "ok":
         assert np.isfinite(loss) and loss >= 0
     back = classic.lstm_backward if lstm else classic.rnn_backward
     kind, g = outcome(names, back, b["y_pred"], b["y_true"], caches)
+    if b.clean():
+        expect_ok(kind, g)
     if kind == "ok":
         assert g["dx"].shape == (n_x, m, Tx) and all(finite(v) for v in g.values())
 
@@ -1000,6 +1194,8 @@ def test_classic_cells_and_helpers(data):
                             a["mask_t"])  # fmt: skip
     else:
         kind, res = outcome(names, classic.rnnCell_forward, a["xt"], a["a_prev"], P, a["mask_t"])
+    if a.clean("xt", "a_prev", "mask_t", *(["c_prev"] if lstm else [])):
+        expect_ok(kind, res)
     if kind == "ok":
         cache = res[-1]
         d = {"da_next": rng.normal(size=(n_a, m)), "dc_next": rng.normal(size=(n_a, m))}
@@ -1009,6 +1205,8 @@ def test_classic_cells_and_helpers(data):
             kind, g = outcome(names, classic.lstmCell_backward, d["da_next"], d["dc_next"], cache)
         else:
             kind, g = outcome(names, classic.rnnCell_backward, d["da_next"], d["dz_t"], cache)
+        if d.clean("da_next", "dc_next" if lstm else "dz_t"):
+            expect_ok(kind, g)
         if kind == "ok":
             assert all(finite(v) for v in g.values())
     # pad_sequences: rectangular sequences of any real dtype, padding_value valid or junk
@@ -1016,12 +1214,22 @@ def test_classic_cells_and_helpers(data):
     emb = data.draw(st.integers(1, 3))
     dt = data.draw(st.sampled_from([np.float32, np.float64, np.int64, np.float16]))
     seqs = [rng.normal(size=(emb, int(rng.integers(0, 4)))).astype(dt) for _ in range(k)]
+    seqs_ok = True
     if seqs and data.draw(st.booleans()):
         seqs[-1] = corrupt(data, seqs[-1], "seq")
+        seqs_ok = False
     max_len = data.draw(st.sampled_from([None, 0, 2, 5, -1, 2.5, "3"]))
     pv = data.draw(st.sampled_from([0, -1, 0.5, 300, 1e39, True, None, "x", np.nan, 1j]))
     names = {"sequences", "max_len", "padding_value"}
     kind, res = outcome(names, classic.pad_sequences, seqs, max_len, pv)
+    if (
+        seqs
+        and seqs_ok
+        and max_len is None
+        and type(pv) in (int, float)
+        and pv in (0, -1, 0.5, 300)
+    ):
+        expect_ok(kind, res)
     if kind == "ok":
         padded, mask = res
         assert padded.dtype == np.result_type(*[np.asarray(s).dtype for s in seqs], pv)

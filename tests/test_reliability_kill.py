@@ -12,7 +12,7 @@
    uninterrupted run bit for bit, and the evaluation log the same values.
 2. **Unwritable ``--out``** (a path under a regular file — tests run as root, so chmod
    would not stop writes) is refused with exit 2 and one line before training starts.
-3. **Checkpoint mutation fuzz over the loader** (``nprnn.cli._read_run``, what ``sample``,
+3. **Checkpoint mutation fuzz over the loader** (``nprnn.app.load.read_run``, what ``sample``,
    ``eval`` and ``--resume`` use): thousands of damaged run directories — flipped or
    truncated bytes, renamed keys / wrong dtypes / wrong shapes in safetensors headers,
    edited JSON (wrong types, missing keys, foreign vocabulary, another architecture),
@@ -42,9 +42,11 @@ import numpy as np
 import pytest
 
 import nprnn
-from nprnn import cli
-from nprnn.checkpoint import CheckpointError, RunDir, _dumps, _sha256
-from nprnn.text import DataError, Vocab
+from nprnn.app import cli, load
+from nprnn.app.errors import CheckpointError, DataError, UsageError
+from nprnn.app.files import canonical_json, sha256_hex
+from nprnn.app.runs import RunDir
+from nprnn.app.text import Vocab
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -231,7 +233,7 @@ def test_unwritable_out_is_refused_before_training(tmp_path, corpus):
 
 # ----------------------------------------------------------------------------- 3. mutations
 
-LOADER = getattr(cli, "_read_run", None)
+LOADER = getattr(load, "read_run", None)
 JUNK = [None, True, False, -1, 0, 1, 2, 3.5, "", "x", "float16", "gru", [], {}, [1], {"a": 1},
         float("nan"), float("inf"), 10**6, 10**9]  # fmt: skip
 
@@ -292,10 +294,11 @@ def config_variants(cfg, rng):
     c = copy.deepcopy(cfg)
     v, m = c["vocab"], c["model"]
     kind = rng.integers(8)
+    toks, n_sp = v["tokens"], 3 if v["lines_mode"] else 0
     if kind == 0:  # a foreign vocabulary of the same size: undetectable, loads
-        v["chars"] = [chr(0x400 + i) for i in range(len(v["chars"]))]
+        v["tokens"] = toks[:n_sp] + [chr(0x400 + i) for i in range(len(toks) - n_sp)]
     elif kind == 1:  # one character more or fewer
-        v["chars"] = v["chars"][:-1] if rng.random() < 0.5 else v["chars"] + ["\u2603"]
+        v["tokens"] = toks[:-1] if rng.random() < 0.5 else toks + ["\u2603"]
     elif kind == 2:
         v["lines_mode"] = not v["lines_mode"]
     elif kind == 3:
@@ -364,12 +367,12 @@ def check_load(d: Path, which: str, *, verify=None, sample=False) -> str:
     """Load with the CLI's loader; return "load" or the error type (asserting the rules)."""
     try:
         loaded = LOADER(RunDir(d), which)
-    except (CheckpointError, DataError, cli.CLIError) as e:
+    except (CheckpointError, DataError, UsageError) as e:
         msg = str(e)
         assert msg and "\n" not in msg and " — " in msg, msg
         return type(e).__name__
-    model = loaded["model"]
-    assert isinstance(loaded["vocab"], Vocab)
+    model = loaded.model
+    assert isinstance(loaded.vocab, Vocab)
     if verify is not None:  # the model holds exactly the file's weights
         want = expected_weights(verify, model.dtype)
         got = model.state_dict()
@@ -377,7 +380,7 @@ def check_load(d: Path, which: str, *, verify=None, sample=False) -> str:
         for k in got:
             assert got[k].tobytes() == want[k].reshape(got[k].shape).tobytes(), k
     if sample:
-        vocab = loaded["vocab"]
+        vocab = loaded.vocab
         mode = "lines" if vocab.lines_mode else "stream"
         out = model.sample(vocab, n=2, rng=0, max_len=5, mode=mode)
         assert isinstance(out, list | str)
@@ -385,7 +388,7 @@ def check_load(d: Path, which: str, *, verify=None, sample=False) -> str:
 
 
 def test_loader_mutation_fuzz(scratch, source_run, request):
-    assert LOADER is not None, "nprnn.cli._read_run (the loader) was renamed: update this test"
+    assert LOADER is not None, "nprnn.app.load.read_run (the loader) was renamed: update this test"
     rng = np.random.default_rng(7)
     counts: Counter = Counter()
     cfg = json.loads((source_run / "config.json").read_text())
@@ -450,7 +453,7 @@ def test_loader_mutation_fuzz(scratch, source_run, request):
             (ck / fname).write_bytes(data)
             dirty.add(fname)
             body = copy.deepcopy(body0)
-            body[entry]["sha256"] = _sha256(data)
+            body[entry]["sha256"] = sha256_hex(data)
         else:  # raw damage to trainer.json: its own checksum catches it
             b = bytearray(files["trainer.json"])
             for pos in rng.integers(0, len(b), size=rng.integers(1, 4)):
@@ -458,8 +461,8 @@ def test_loader_mutation_fuzz(scratch, source_run, request):
             (ck / "trainer.json").write_bytes(bytes(b))
             body, what = None, "raw"
         if body is not None:
-            rec = dict(body, checksum=_sha256(_dumps(body).encode("utf-8")))
-            (ck / "trainer.json").write_text(_dumps(rec))
+            rec = dict(body, checksum=sha256_hex(canonical_json(body).encode("utf-8")))
+            (ck / "trainer.json").write_text(canonical_json(rec))
         try:
             outcome = check_load(ck, which, sample=kind == 1)
         except Exception as e:  # name the case that broke the rule
@@ -483,8 +486,10 @@ def test_resume_mutation_fuzz(scratch, source_run, request):
     body0 = {k: v for k, v in rec0.items() if k != "checksum"}
     allowed = [p for p in json_paths(body0) if p[0] in ("state", "config")]
     counts: Counter = Counter()
-    orig = cli.plot_losses
-    cli.plot_losses = lambda *a, **k: False  # matplotlib is slow and not under test here
+    from nprnn.app import viz
+
+    orig = viz.plot_log
+    viz.plot_log = lambda *a, **k: False  # matplotlib is slow and not under test here
     try:
         for i in range(150):
             d = scratch / f"r{i}"
@@ -494,8 +499,8 @@ def test_resume_mutation_fuzz(scratch, source_run, request):
             else:
                 body = copy.deepcopy(body0)
                 body["config"], what = config_variants(body0["config"], rng)
-            rec = dict(body, checksum=_sha256(_dumps(body).encode("utf-8")))
-            (d / "trainer.json").write_text(_dumps(rec))
+            rec = dict(body, checksum=sha256_hex(canonical_json(body).encode("utf-8")))
+            (d / "trainer.json").write_text(canonical_json(rec))
             code, _, err = run_cli("train", "--out", d, "--resume", "--quiet", "--samples", 0,
                                    "--steps", 6)  # fmt: skip
             if code != 0:
@@ -503,6 +508,6 @@ def test_resume_mutation_fuzz(scratch, source_run, request):
             counts[f"exit {code}"] += 1
             shutil.rmtree(d)
     finally:
-        cli.plot_losses = orig
+        viz.plot_log = orig
     assert counts["exit 2"] > 10
     report(request, f"resume mutation fuzz: {sum(counts.values())} cases: {dict(counts)}")

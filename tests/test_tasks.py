@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from nprnn import functional as F
-from nprnn import tasks
-from nprnn.tasks import TaskNet, adding_batch, copy_batch, state_grad_norms
+from nprnn.app import cli, gradnorms, tasks
+from nprnn.app.gradnorms import state_grad_norms
+from nprnn.app.tasks import TaskNet, adding_batch, copy_batch
 
 # ----------------------------------------------------------------------------- generators
 
@@ -110,7 +111,7 @@ def test_state_gradient_at_a_middle_step_equals_backward_of_the_suffix():
 
 
 def test_tanh_rnn_gradients_vanish_at_initialisation():
-    rnn = tasks.gradient_norms("rnn", 60, hidden=32, batch_size=8)
+    rnn = gradnorms.gradient_norms("rnn", 60, hidden=32, batch_size=8)
     assert rnn.shape == (60,)
     assert rnn[0] < 1e-6 * rnn[-1]
 
@@ -130,9 +131,26 @@ def _json_line(capsys):
     return json.loads(out[0])
 
 
-def test_main_adding_prints_one_json_line(capsys):
-    rc = tasks.main(["adding", "--model", "gru", "--T", "6", "--steps", "3", "--hidden", "4",
-                     "--batch-size", "5", "--quiet"])  # fmt: skip
+def test_main_adding_prints_one_json_line(capsys, tmp_path):
+    rc = cli.main(
+        [
+            "task",
+            "adding",
+            "--out",
+            str(tmp_path / "a"),
+            "--model",
+            "gru",
+            "--T",
+            "6",
+            "--steps",
+            "3",
+            "--hidden",
+            "4",
+            "--batch-size",
+            "5",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     res = _json_line(capsys)
     assert {"mse", "baseline_mse", "model", "T"} <= set(res)
@@ -140,9 +158,28 @@ def test_main_adding_prints_one_json_line(capsys):
     assert 0.08 < res["baseline_mse"] < 0.26
 
 
-def test_main_copy_prints_one_json_line(capsys):
-    rc = tasks.main(["copy", "--model", "rnn", "--T", "3", "--steps", "2", "--hidden", "4",
-                     "--symbols", "3", "--alphabet", "4", "--quiet"])  # fmt: skip
+def test_main_copy_prints_one_json_line(capsys, tmp_path):
+    rc = cli.main(
+        [
+            "task",
+            "copy",
+            "--out",
+            str(tmp_path / "c"),
+            "--model",
+            "rnn",
+            "--T",
+            "3",
+            "--steps",
+            "2",
+            "--hidden",
+            "4",
+            "--symbols",
+            "3",
+            "--alphabet",
+            "4",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     res = _json_line(capsys)
     assert {"accuracy", "baseline_accuracy"} <= set(res)
@@ -150,14 +187,14 @@ def test_main_copy_prints_one_json_line(capsys):
 
 
 def test_main_grad_norms_json_and_png(capsys, tmp_path):
-    rc = tasks.main(["grad-norms", "--T", "10", "--hidden", "4", "--batch-size", "3",
-                     "--no-plot"])  # fmt: skip
+    rc = cli.main(["task", "grad-norms", "--T", "10", "--hidden", "4", "--batch-size", "3",
+                   "--models", "rnn,lstm", "--no-plot"])  # fmt: skip
     assert rc == 0
     res = _json_line(capsys)
     assert set(res["norms"]) == {"rnn", "lstm"} and res["out"] is None
     pytest.importorskip("matplotlib")
     out = tmp_path / "g.png"
-    assert tasks.main(["grad-norms", "--T", "10", "--hidden", "4", "--out", str(out)]) == 0
+    assert cli.main(["task", "grad-norms", "--T", "10", "--hidden", "4", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -169,10 +206,42 @@ def test_main_grad_norms_json_and_png(capsys, tmp_path):
         (["adding"], "--T"),
         (["copy", "--T", "4", "--lr", "-1"], "lr"),
         (["grad-norms", "--models", "rnn,xyz", "--no-plot"], "models"),
-        (["tetris"], "invalid choice"),
+        (["tetris"], "adding, copy, grad-norms"),
     ],
 )
-def test_bad_input_is_a_one_line_value_error(argv, match):
-    with pytest.raises(ValueError, match=match) as e:
-        tasks.main(argv)
-    assert "\n" not in str(e.value)
+def test_bad_input_is_a_one_line_error(argv, match, capsys, tmp_path):
+    assert cli.main(["task", *argv, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and match in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_task_run_resumes_bit_identically_after_ctrl_c(tmp_path, capsys, monkeypatch):
+    """The tasks use the one training loop: Ctrl-C saves (exit 130), --resume continues
+    to the weights of an uninterrupted run."""
+    import os
+    import signal
+
+    from nprnn.app.files import load_arrays
+    from nprnn.app.train import Trainer
+
+    common = ["task", "copy", "--T", "3", "--steps", "8", "--hidden", "4", "--symbols", "2",
+              "--alphabet", "3", "--eval-every", "3", "--quiet"]  # fmt: skip
+    assert cli.main([*common, "--out", str(tmp_path / "a")]) == 0
+    original = Trainer._train_step
+
+    def interrupted(self):
+        res = original(self)
+        if self.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        return res
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_train_step", interrupted)
+        assert cli.main([*common, "--out", str(tmp_path / "b")]) == 130
+    assert "nprnn task copy --T 3" in capsys.readouterr().err
+    assert cli.main([*common, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    wa, wb = (load_arrays(tmp_path / r / "model.safetensors") for r in "ab")
+    assert all(wa[k].tobytes() == wb[k].tobytes() for k in wa)
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["task"] == "copy" and res["steps"] == 8

@@ -7,18 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nprnn.text import (
-    DataError,
-    LinesBatcher,
-    StreamBatcher,
-    Vocab,
-    iter_eval_batches,
-    iter_eval_stream,
-    read_lines,
-    read_text,
-    split_text,
-    split_train_val,
-)
+from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
+from nprnn.app.errors import DataError
+from nprnn.app.text import Vocab, read_lines, read_text, split_text, split_train_val
 
 NAMES = ["ann", "bob", "al", "christina", "x", "eve", "maximilian", "jo", "li", "sue", "ted"]
 

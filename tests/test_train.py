@@ -1,4 +1,4 @@
-"""Trainer: evaluation, early stopping, divergence, interrupts, checkpoint state."""
+"""The training loop: evaluation, early stopping, divergence, interrupts, checkpoint state."""
 
 from __future__ import annotations
 
@@ -7,25 +7,24 @@ import math
 import numpy as np
 import pytest
 
-import nprnn.train as train_mod
-from nprnn.charlm import CharLM
-from nprnn.checkpoint import RunDir, load_arrays, load_best, load_checkpoint
-from nprnn.text import Vocab
-from nprnn.train import Trainer, TrainOptions, evaluate, plot_losses
+from nprnn.app.charlm import CharLM
+from nprnn.app.files import load_arrays
+from nprnn.app.lm import LMObjective, evaluate
+from nprnn.app.runs import RunDir, load_best, load_checkpoint
+from nprnn.app.text import Vocab
+from nprnn.app.train import LoopOptions, Trainer
+from nprnn.app.viz import plot_log as plot_losses
 
 LINES = ["anna", "bob", "cleo", "dave", "eve", "fay", "gus", "hal", "ida", "jo", "kim", "lea"]
 
 
-def make(tmp_path, *, mode="lines", name="run", **kw):
-    opts = TrainOptions(
-        mode=mode,
-        batch_size=3,
-        seq_len=5,
+def make(tmp_path, *, mode="lines", name="run", seed=0, **kw):
+    opts = LoopOptions(
         steps=kw.pop("steps", 12),
         eval_every=kw.pop("eval_every", 4),
         warmup=2,
         quiet=True,
-        **kw,
+        **{"decay": "cosine", **kw},
     )
     if mode == "lines":
         vocab = Vocab.build(LINES, lines_mode=True)
@@ -34,10 +33,11 @@ def make(tmp_path, *, mode="lines", name="run", **kw):
         text = " ".join(LINES) * 3
         vocab = Vocab.build([text], lines_mode=False)
         train, val = vocab.encode(text[:100]), vocab.encode(text[100:])
-    model = CharLM(len(vocab), hidden=6, rng=np.random.default_rng([opts.seed, 0]))
+    model = CharLM(len(vocab), hidden=6, rng=np.random.default_rng([seed, 0]))
     run = RunDir(tmp_path / name)
     run.check_writable()
-    return Trainer(model, vocab, train, val, opts, run, {"format": "test"})
+    objective = LMObjective(model, vocab, train, val, mode=mode, batch_size=3, seq_len=5, seed=seed)
+    return Trainer(objective, opts, run, {"format": "test"}, resume_hint="nprnn train --resume")
 
 
 def test_done_logs_each_evaluation_and_keeps_the_best(tmp_path):
@@ -65,8 +65,8 @@ def test_off_schedule_final_evaluation_changes_no_record(tmp_path):
 
 def test_early_stopping_keeps_the_best_weights(tmp_path, monkeypatch):
     losses = iter([3.0, 2.0, 2.5, 2.4, 2.6, 1.0])
-    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: next(losses))
     tr = make(tmp_path, steps=40, patience=3)
+    monkeypatch.setattr(tr.objective, "evaluate", lambda *a, **k: {"loss": (next(losses), 1)})
     snapshots = {}
     original = tr.save
 
@@ -132,7 +132,7 @@ def test_state_round_trip_continues_identically(tmp_path):
     _, weights, arrays, state = load_checkpoint(c.run_dir)
     c.model.load_state_dict(weights)
     c.load_state(arrays, state)
-    assert c.step == 5 and c.stream_state is not None
+    assert c.step == 5 and c.carry is not None
     c.run()
     wa, wc = load_arrays(a.run_dir.model_path), load_arrays(c.run_dir.model_path)
     assert all(np.array_equal(wa[k], wc[k]) for k in wa)
@@ -175,11 +175,11 @@ def _damage(state, arrays, what):
     elif what == "step":
         state["step"] = True
     elif what == "stream shape":
-        arrays["stream_state.0"] = np.zeros((1, 2, 6), np.float32)
+        arrays["carry.0"] = np.zeros((1, 2, 6), np.float32)
     elif what == "stream nan":
-        arrays["stream_state.1"] = np.full_like(arrays["stream_state.1"], np.nan)
+        arrays["carry.1"] = np.full_like(arrays["carry.1"], np.nan)
     elif what == "stream missing":
-        del arrays["stream_state.1"]
+        del arrays["carry.1"]
     elif what == "unknown array":
         arrays["junk"] = np.zeros(1, np.float32)
     elif what == "optimizer":
@@ -195,7 +195,7 @@ def _damage(state, arrays, what):
      "stream nan", "stream missing", "unknown array", "optimizer", "batcher"],
 )  # fmt: skip
 def test_load_state_refuses_a_damaged_state_and_changes_nothing(tmp_path, what):
-    from nprnn.checkpoint import CheckpointError
+    from nprnn.app.errors import CheckpointError
 
     a = make(tmp_path, name="a", mode="stream", steps=5)
     a.run()
@@ -204,20 +204,20 @@ def test_load_state_refuses_a_damaged_state_and_changes_nothing(tmp_path, what):
     b.run()  # a state of its own, other than a's
     before = (b.step, b.record.copy(), b.model.rng.bit_generator.state, b.batcher.state_dict())
     opt = b.optimizer.state_arrays()
-    stream = b.stream_state
+    stream = b.carry
     bad_state, bad_arrays = _damage(state, arrays, what)
     with pytest.raises(CheckpointError, match=r"damaged or foreign .* — ") as info:
         b.load_state(bad_arrays, bad_state)
     assert "\n" not in str(info.value)
     assert (b.step, b.record, b.model.rng.bit_generator.state, b.batcher.state_dict()) == before
     assert all(np.array_equal(v, b.optimizer.state_arrays()[k]) for k, v in opt.items())
-    assert b.stream_state is stream
+    assert b.carry is stream
     b.load_state(arrays, state)  # the undamaged state still loads
     assert b.step == 5
 
 
 def test_load_state_of_a_lines_run_with_a_bad_batcher_changes_nothing(tmp_path):
-    from nprnn.checkpoint import CheckpointError
+    from nprnn.app.errors import CheckpointError
 
     a = make(tmp_path, name="a", steps=5)
     a.run()
@@ -243,3 +243,65 @@ def test_plot_losses_skips_damaged_log_entries(tmp_path):
     ]
     assert not plot_losses(log, tmp_path / "none.png")
     assert plot_losses([*log, {"step": 4, "val_loss": 2.5}], tmp_path / "loss.png")
+
+
+# ---------------------------------------------------------------------------- the hooks
+
+
+def test_the_data_parallel_hooks_are_called_once_per_step_in_order(tmp_path, monkeypatch):
+    """Issue 13 hooks: shard after next_batch, average_gradients between backward and
+    clipping (what it leaves in the grads is what is clipped and applied), sum_totals
+    on every evaluation."""
+    import nprnn.app.train as train_mod
+    from nprnn.app.train import Parallel
+
+    calls = []
+
+    class Recording(Parallel):
+        def shard(self, batch, objective):
+            calls.append("shard")
+            return batch
+
+        def average_gradients(self, grads, loss, count):
+            assert any(np.any(g) for g in grads.values())  # after backward
+            calls.append(("average", count))
+            for g in grads.values():
+                g[...] = 0  # a "global" gradient of zero: the step must change nothing
+            return loss
+
+        def sum_totals(self, totals):
+            calls.append("sum")
+            return totals
+
+    real_clip = train_mod._clip
+    monkeypatch.setattr(train_mod, "_clip", lambda g, m: calls.append("clip") or real_clip(g, m))
+    tr = make(tmp_path, steps=4, eval_every=2)
+    tr.parallel = Recording()
+    before = tr.model.state_dict()
+    tr.run()
+    steps = [c for c in calls if c != "sum"]
+    assert len(steps) == 12 and steps[0::3] == ["shard"] * 4 and steps[2::3] == ["clip"] * 4
+    assert all(c[0] == "average" and c[1] > 0 for c in steps[1::3])
+    assert calls.count("sum") == 2
+    for k, v in tr.model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_a_process_that_does_not_write_writes_nothing(tmp_path):
+    from nprnn.app.train import Parallel
+
+    class Worker(Parallel):
+        rank, size, writes = 1, 2, False
+
+    tr = make(tmp_path, name="w", steps=4, eval_every=2)
+    tr.parallel = Worker()
+    res = tr.run()
+    assert res.status == "done" and sorted(p.name for p in tr.run_dir.path.iterdir()) == []
+
+
+def test_the_loop_runs_without_a_run_directory(tmp_path):
+    tr = make(tmp_path, name="x", steps=4, eval_every=2)
+    tr.run_dir = None
+    res = tr.run()
+    assert res.status == "done" and res.best_step in (2, 4)
+    assert tr._resume_message(saved=True).startswith("interrupted — nothing was saved")

@@ -10,14 +10,15 @@ import sys
 import numpy as np
 import pytest
 
-from nprnn import viz
-from nprnn.charlm import CharLM
-from nprnn.checkpoint import CheckpointError, atomic_write_json, save_arrays
-from nprnn.text import DataError, Vocab
+from nprnn.app import cli, viz
+from nprnn.app.charlm import CharLM
+from nprnn.app.errors import CheckpointError, DataError
+from nprnn.app.files import atomic_write_json, save_arrays
+from nprnn.app.text import Vocab
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LINES = ["anna", "bob", "<script>alert(1)</script>", "a & b"]
-COLOUR = re.compile(r"background:#[0-9a-f]{6}\"")
+COLOUR = re.compile(r"background:#[0-9a-f]{6};color:#(?:000000|ffffff)\"")
 
 
 def _make_run(path, model="lstm", layers=2, lines_mode=True):
@@ -73,7 +74,7 @@ def test_page_has_one_element_per_character_and_escapes(tmp_path):
     shown = re.findall(r'<span class="ch" [^>]*>(.*?)</span>', rows[0])
     assert html.unescape("".join(shown)) == text  # one escaped element per character
     colours = COLOUR.findall(page)
-    assert len(colours) == 2 * len(text)
+    assert len(colours) == 2 * len(text) + 5  # and the legend's five swatches
     assert 'title="&#x27;&lt;&#x27; t=0 f[0]=' in page  # exact value in the title
     assert "next: " in page
 
@@ -95,7 +96,7 @@ def test_stream_mode_run(tmp_path):
     assert row.count('class="ch') == 8 and "⏎" in row
 
 
-def test_bad_input(tmp_path):
+def test_bad_input(tmp_path, capsys):
     _make_run(tmp_path / "r", model="gru")
     with pytest.raises(ValueError, match="gate"):
         viz.visualize(tmp_path / "r", "anna", gate="c")
@@ -105,15 +106,22 @@ def test_bad_input(tmp_path):
         viz.visualize(tmp_path / "r", "Zoë")
     with pytest.raises(CheckpointError):
         viz.visualize(tmp_path, "anna")
-    with pytest.raises(ValueError, match="--text"):
-        viz.main_viz([str(tmp_path / "r")])
+    code, err = _cli(capsys, "viz", tmp_path / "r")
+    assert code == 2 and "--text" in err
+
+
+def _cli(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 0 or len(err.strip().splitlines()) == 1, err
+    return code, err
 
 
 def test_main_viz_writes_the_page(tmp_path, capsys):
     _make_run(tmp_path / "r")
     out = tmp_path / "p.html"
-    assert viz.main_viz([str(tmp_path / "r"), "--text", "a & b", "--units", "1,2",
-                         "--gate", "c", "--out", str(out)]) == 0  # fmt: skip
+    assert _cli(capsys, "viz", tmp_path / "r", "--text", "a & b", "--units", "1,2",
+                "--gate", "c", "--out", out)[0] == 0  # fmt: skip
     page = out.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and "a &amp; b" not in page  # per character
     assert "&amp;" in page and "<script" not in page
@@ -125,26 +133,26 @@ def _write_log(path):
     (path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
 
 
-def test_plot_writes_a_png(tmp_path):
+def test_plot_writes_a_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     _write_log(tmp_path / "r")
-    assert viz.main_plot([str(tmp_path / "r")]) == 0
+    assert _cli(capsys, "plot", tmp_path / "r")[0] == 0
     assert (tmp_path / "r" / "loss.png").read_bytes()[:8] == PNG
     out = tmp_path / "x.png"
-    assert viz.main_plot([str(tmp_path / "r"), "--out", str(out)]) == 0
+    assert _cli(capsys, "plot", tmp_path / "r", "--out", out)[0] == 0
     assert out.read_bytes()[:8] == PNG
 
 
-def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+def test_plot_without_matplotlib_says_how_to_install(tmp_path, monkeypatch, capsys):
     _write_log(tmp_path / "r")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
-    with pytest.raises(ValueError, match=r"pip install 'nprnn\[plot\]'"):
-        viz.main_plot([str(tmp_path / "r")])
+    code, err = _cli(capsys, "plot", tmp_path / "r")
+    assert code == 2 and "pip install 'nprnn[plot]'" in err
 
 
-def test_plot_without_a_log(tmp_path):
-    with pytest.raises(ValueError, match="log.jsonl"):
-        viz.main_plot([str(tmp_path)])
+def test_plot_without_a_log(tmp_path, capsys):
+    code, err = _cli(capsys, "plot", tmp_path)
+    assert code == 2 and "log.jsonl" in err
     (tmp_path / "log.jsonl").write_text('{"event": "start"}\n')
-    with pytest.raises(ValueError, match="no evaluation"):
-        viz.main_plot([str(tmp_path)])
+    code, err = _cli(capsys, "plot", tmp_path)
+    assert code == 2 and "no evaluation" in err

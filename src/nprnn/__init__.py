@@ -18,6 +18,11 @@ called); data helpers :func:`pad_sequence`, :func:`lengths_to_mask`,
 ``lr_scheduler``, clipping). NumPy is the only dependency of all of these.
 :func:`release_workspace` frees the large buffers the kernels keep for reuse (at most
 1 GiB; see :mod:`nprnn.backends`).
+
+``nprnn.load_run(DIR)`` opens a run directory written by ``nprnn train`` (the model, its
+vocabulary, ``.sample()`` and ``.score()``); it lives in the toolkit, :mod:`nprnn.app`,
+which is imported only when ``load_run`` is first used: ``import nprnn`` loads NumPy
+and nothing else.
 """
 
 from . import classic, functional, optim
@@ -64,3 +69,13 @@ __all__ = [
     "backend",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    # the one link from the library to the toolkit: lazy, so that ``import nprnn`` (and
+    # ``from nprnn import *``) never imports nprnn.app and its dependencies
+    if name == "load_run":
+        from .app import load_run
+
+        return load_run
+    raise AttributeError(f"module 'nprnn' has no attribute {name!r}")

@@ -1,5 +1,9 @@
-"""``python -m nprnn``: the command line (see ``nprnn.cli``)."""
+"""``python -m nprnn``: the command line (see :mod:`nprnn.app.cli`).
 
-from .cli import main
+The entry point of the application, not part of the library: ``import nprnn`` never
+runs it.
+"""
+
+from nprnn.app.cli import main
 
 raise SystemExit(main())

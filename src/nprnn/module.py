@@ -54,9 +54,9 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from .grad_mode import is_grad_enabled
-from .validation import _shape, as_array, as_float_dtype, check_finite, format_shape
+from .validation import _shape, as_array, as_float_dtype, check_finite
 
-__all__ = ["Module", "Stack"]
+__all__ = ["Module"]
 
 
 def _torch_to_numpy(value):
@@ -370,78 +370,3 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
-
-
-class Stack:
-    """A model built from named :class:`Module` parts (``parts``: attribute names).
-
-    Its parameters and gradients are flat dicts named ``"<part>.<name>"``, as PyTorch
-    names the ``state_dict`` of nested modules (``embedding.weight``,
-    ``rnn.weight_ih_l0``, ``head.bias``), so they load into ``torch.nn`` unchanged.
-    """
-
-    parts: tuple[str, ...] = ()
-    dtype: np.dtype
-
-    def _named(self, attr: str) -> dict:
-        return {
-            f"{part}.{k}": v
-            for part in self.parts
-            for k, v in getattr(getattr(self, part), attr).items()
-        }
-
-    def params(self) -> dict:
-        """Flat ``{name: array}`` of the parameters (the live arrays, not copies)."""
-        return self._named("params")
-
-    def grads(self) -> dict:
-        """Flat ``{name: array}`` of the accumulated gradients, same names as ``params()``."""
-        return self._named("grads")
-
-    def zero_grad(self) -> None:
-        """Clear every accumulated gradient."""
-        for part in self.parts:
-            getattr(self, part).zero_grad()
-
-    def state_dict(self) -> dict:
-        """Copies of the parameters under their PyTorch-style names."""
-        return {k: np.array(v, copy=True) for k, v in self.params().items()}
-
-    def load_state_dict(self, d) -> None:
-        """Load ``{name: array-like}`` in place; all or nothing.
-
-        Names and shapes must match ``params()`` exactly and the values must be finite
-        real numbers (converted to the model's dtype); one ``ValueError`` names every
-        missing, unexpected and mis-shaped parameter by its full name. Everything is
-        checked before anything is copied, so a refused load changes nothing.
-        """
-        if not isinstance(d, Mapping):
-            raise TypeError(f"load_state_dict needs a mapping of name -> array, got {d!r}")
-        own = self.params()
-        missing = [k for k in own if k not in d]
-        extra = sorted(str(k) for k in d if k not in own)
-        problems = (["missing " + ", ".join(missing)] if missing else []) + (
-            ["unexpected " + ", ".join(extra)] if extra else []
-        )
-        new = {}
-        for name, p in own.items():
-            if name not in d:
-                continue
-            value = d[name]
-            if hasattr(value, "detach"):  # a torch tensor that may require grad
-                value = value.detach().cpu().numpy()
-            arr = np.asarray(value)
-            if arr.dtype.kind not in "biuf":
-                raise TypeError(f"load_state_dict: {name} must hold real numbers, got {arr.dtype}")
-            if arr.shape != p.shape:
-                got, want = format_shape(arr.shape), format_shape(p.shape)
-                problems.append(f"{name} has shape {got}, expected {want}")
-                continue
-            with np.errstate(over="ignore"):  # beyond float32's range -> inf, refused below
-                new[name] = arr.astype(self.dtype)
-        if problems:
-            raise ValueError("the weights do not fit this model: " + "; ".join(problems))
-        for name, arr in new.items():
-            check_finite(f"load_state_dict: {name}", arr)
-        for name, arr in new.items():
-            own[name][...] = arr  # in place: optimizers keep their references

@@ -16,6 +16,24 @@ import re
 
 import numpy as np
 
+__all__ = [
+    "FLOAT_DTYPES",
+    "format_shape",
+    "as_array",
+    "as_float_dtype",
+    "float_array",
+    "all_finite",
+    "check_finite",
+    "index_array",
+    "as_bool_mask",
+    "mask_array",
+    "check_shape",
+    "positive_int",
+    "real_in_range",
+    "one_of",
+    "as_rng",
+]
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 

@@ -24,7 +24,6 @@ ratios measured in the same run, not absolute times across runs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -34,8 +33,10 @@ import tracemalloc
 
 import numpy as np
 
-from . import functional as Fn
-from .backends import _pool as _workspace
+import nprnn
+from nprnn import functional as Fn
+
+__all__ = ["SHAPES", "run", "format_table", "notebook_grads", "main", "cmd_bench"]
 
 SHAPES = [  # (cell, H, B, T, nonlinearity)
     ("lstm", 256, 64, 150, "tanh"),
@@ -61,7 +62,7 @@ def _median_time(fn, repeat: int) -> float:
 def _peak_bytes(fn) -> int:
     """Peak memory NumPy allocates while ``fn`` runs (NumPy reports to tracemalloc),
     counting the kernels' reused buffers (freed first, so that ``fn`` allocates them)."""
-    _workspace.release()
+    nprnn.release_workspace()
     tracemalloc.start()
     try:
         fn()
@@ -226,8 +227,12 @@ def notebook_grads(cell, x, Ws, bs, da_out, nonlinearity="tanh"):
             z, c_prev, c_new, (i, f, g, o) = caches[t]
             tc = np.tanh(c_new)
             dc = dc + da * o * (1 - tc**2)
-            dpre = [dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                    dc * i * (1 - g**2), da * tc * o * (1 - o)]  # fmt: skip
+            dpre = [
+                dc * g * i * (1 - i),
+                dc * c_prev * f * (1 - f),
+                dc * i * (1 - g**2),
+                da * tc * o * (1 - o),
+            ]
             dc = dc * f
             dz_in = dpre
         elif cell == "gru":
@@ -318,9 +323,11 @@ def _fmt_rates(r):
 
 
 def format_table(rows, gemm_gflops) -> str:
-    head = ("| cell | H | B | T | nprnn ms | GFLOP/s | peak MB | GEMM floor ms | elementwise ms "
-            "| step GEMM GFLOP/s numpy/torch | torch ms | torch/nprnn | notebook ms "
-            "| notebook/nprnn |")  # fmt: skip
+    head = (
+        "| cell | H | B | T | nprnn ms | GFLOP/s | peak MB | GEMM floor ms | elementwise ms "
+        "| step GEMM GFLOP/s numpy/torch | torch ms | torch/nprnn | notebook ms "
+        "| notebook/nprnn |"
+    )
     lines = [head, "|" + "---|" * 14]
     for r in rows:
         lines.append(
@@ -337,11 +344,8 @@ def format_table(rows, gemm_gflops) -> str:
 
 def _limit_threads(n: int) -> None:
     """Give NumPy's BLAS and torch the same number of threads."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        msg = "nprnn bench: --threads needs threadpoolctl: pip install threadpoolctl"
-        raise SystemExit(msg) from None
+    from threadpoolctl import threadpool_limits
+
     threadpool_limits(limits=n, user_api="blas")
     try:
         import torch
@@ -352,32 +356,26 @@ def _limit_threads(n: int) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="nprnn bench",
-        description="Time one float32 training step (forward + backward, F = H) per shape, "
-        "against the GEMM floor, torch.nn (if installed) and the notebook's algorithm.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (median)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--no-notebook", action="store_true", help="skip the notebook reference")
-    p.add_argument("--no-torch", action="store_true", help="skip torch even if installed")
-    p.add_argument("--cell", choices=["lstm", "gru", "rnn"], action="append",
-                   help="only these cells (repeatable)")  # fmt: skip
-    p.add_argument(
-        "--threads", type=int, default=0,
-        help="BLAS threads for NumPy and torch alike (0: each library's default)",
-    )  # fmt: skip
-    args = p.parse_args(argv)
-    if args.repeat < 1:
-        p.error(f"--repeat must be >= 1, got {args.repeat}")
-    if args.threads < 0:
-        p.error(f"--threads must be >= 0, got {args.threads}")
+    """``nprnn bench [options]`` (options: :class:`nprnn.app.options.Bench`)."""
+    from .declare import parse
+    from .options import Bench
+
+    opts, given = parse(Bench, sys.argv[1:] if argv is None else argv, "nprnn bench")
+    return cmd_bench(opts, given)
+
+
+def cmd_bench(args, given=()) -> int:
+    """Time the shapes and print the table (or JSON)."""
     if args.threads:
         _limit_threads(args.threads)
     gemm = _gemm_rate()
-    rows = run(repeat=args.repeat, notebook=not args.no_notebook, torch_=not args.no_torch,
-               cells=args.cell, shapes=SHAPES)  # fmt: skip
+    rows = run(
+        repeat=args.repeat,
+        notebook=not args.no_notebook,
+        torch_=not args.no_torch,
+        cells=args.cell,
+        shapes=SHAPES,
+    )
     try:
         import torch
 

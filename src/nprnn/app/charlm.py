@@ -6,12 +6,13 @@
     z_t   = W · drop(hᴸ_t) + b                       logits, (T, B, V)
     loss  = mean over predicted steps of −log softmax(z_t)[y_t]
 
-All dropout masks (the recurrent stack's inter-layer dropout and the one before the
+:class:`CharLM` is an :class:`nprnn.module.Module` made of public parts (``nprnn.Embedding``,
+``nprnn.LSTM``/``GRU``/``RNN``, ``nprnn.Linear``), so its parameter names are PyTorch's
+(``embedding.weight``, ``rnn.weight_ih_l0`` ..., ``head.weight``, ``head.bias``) and the
+weights load into ``nn.Embedding`` + ``nn.LSTM``/``nn.GRU``/``nn.RNN`` + ``nn.Linear``
+unchanged. All dropout masks (the stack's inter-layer dropout and the one before the
 head) come from one generator the model owns, ``model.rng``, which also initialised
-the weights: saving its state makes training resumable bit for bit. Parameter names
-are PyTorch's (``embedding.weight``, ``rnn.weight_ih_l0`` ..., ``head.weight``,
-``head.bias``), so the weights load into
-``nn.Embedding`` + ``nn.LSTM``/``nn.GRU``/``nn.RNN`` + ``nn.Linear`` unchanged.
+the weights: saving its state makes training resumable bit for bit.
 
 States follow the layers' contract: (L, B, H) for RNN/GRU, a pair of them for LSTM.
 A state passed in is used as the initial state and gets no gradient (truncated BPTT);
@@ -20,15 +21,14 @@ the returned state is a fresh copy, detached from the graph.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
-from .dense import Embedding, Linear
-from .layers import GRU, LSTM, RNN
-from .losses import softmax_cross_entropy
-from .module import Stack
-from .validation import (
+import nprnn
+from nprnn.grad_mode import no_grad
+from nprnn.module import Module
+from nprnn.validation import (
     as_float_dtype,
     as_rng,
     format_shape,
@@ -38,12 +38,14 @@ from .validation import (
     real_in_range,
 )
 
-__all__ = ["CharLM", "MODELS"]
+__all__ = ["CharLM", "MODELS", "GATES"]
 
-MODELS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
+MODELS = {"lstm": nprnn.LSTM, "gru": nprnn.GRU, "rnn": nprnn.RNN}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks per step: weight rows = G·H
+_CONFIG_KEYS = ("vocab_size", "model", "hidden", "layers", "dropout", "embedding_dim", "dtype")
 
 
-class CharLM(Stack):
+class CharLM(Module):
     """Embedding → recurrent stack → Linear head, with exact gradients.
 
     ``CharLM(vocab_size, *, model="lstm", hidden=128, layers=1, dropout=0.0,
@@ -51,8 +53,6 @@ class CharLM(Stack):
     ``hidden``. ``dropout`` is applied between recurrent layers and before the head,
     only in training mode (``train()``, the default; ``eval()`` switches it off).
     """
-
-    parts = ("embedding", "rnn", "head")
 
     def __init__(
         self,
@@ -66,6 +66,7 @@ class CharLM(Stack):
         dtype=np.float32,
         rng=None,
     ):
+        super().__init__(as_float_dtype(dtype))
         self.vocab_size = positive_int("vocab_size", vocab_size, minimum=2)
         self.model = one_of("model", model, tuple(MODELS))
         self.hidden = positive_int("hidden", hidden)
@@ -74,17 +75,15 @@ class CharLM(Stack):
         self.embedding_dim = (
             self.hidden if embedding_dim is None else positive_int("embedding_dim", embedding_dim)
         )
-        self.dtype = as_float_dtype(dtype)
         self.rng = as_rng(rng)
-        self.training = True
-        E, H, V = self.embedding_dim, self.hidden, self.vocab_size
-        self.embedding = Embedding(V, E, dtype=self.dtype, rng=self.rng)
+        E, H, V, dt = self.embedding_dim, self.hidden, self.vocab_size, self.dtype
+        self.embedding = nprnn.Embedding(V, E, dtype=dt, rng=self.rng)
         inter = self.dropout if self.num_layers > 1 else 0.0  # between stacked layers only
-        self.rnn = MODELS[self.model](
-            E, H, self.num_layers, dropout=inter, dtype=self.dtype, rng=self.rng
-        )
-        self.head = Linear(H, V, dtype=self.dtype, rng=self.rng)
-        self._drops: list = []
+        self.rnn = MODELS[self.model](E, H, self.num_layers, dropout=inter, dtype=dt, rng=self.rng)
+        self.head = nprnn.Linear(H, V, dtype=dt, rng=self.rng)
+
+    def _extra_repr(self) -> str:
+        return f"vocab_size={self.vocab_size}, model={self.model!r}"
 
     # ------------------------------------------------------------------ configuration
 
@@ -105,8 +104,7 @@ class CharLM(Stack):
         """``cfg``'s architecture, every value checked as the constructor checks it."""
         if not isinstance(cfg, Mapping):
             raise TypeError(f"model config must be a dict, got {type(cfg).__name__}")
-        keys = ("vocab_size", "model", "hidden", "layers", "dropout", "embedding_dim", "dtype")
-        missing = [k for k in keys if k not in cfg]
+        missing = [k for k in _CONFIG_KEYS if k not in cfg]
         if missing:
             raise ValueError(f"model config lacks {', '.join(missing)}")
         hidden = positive_int("hidden", cfg["hidden"])
@@ -124,7 +122,7 @@ class CharLM(Stack):
     @classmethod
     def param_shapes(cls, cfg) -> dict:
         """``{name: shape}`` of the parameters of the model ``cfg`` describes, in
-        ``params()``' order, without building it."""
+        ``params``' order, without building it."""
         c = cls._checked_config(cfg)
         return _param_shapes(c, c["layers"])
 
@@ -186,16 +184,6 @@ class CharLM(Stack):
             model.load_state_dict(weights)
         return model
 
-    def train(self) -> CharLM:
-        """Switch dropout on."""
-        self.training = True
-        return self
-
-    def eval(self) -> CharLM:
-        """Switch dropout off."""
-        self.training = False
-        return self
-
     # ------------------------------------------------------------------ forward / backward
 
     def _drop(self, x: np.ndarray, train: bool):
@@ -205,44 +193,57 @@ class CharLM(Stack):
         scale = keep * self.dtype.type(1.0 / (1.0 - self.dropout))  # (T, B, H): 0 or 1/(1−p)
         return x * scale, scale
 
-    def _forward(self, inputs, mask, state, train: bool):
-        ids = index_array("inputs", inputs, high=self.vocab_size, ndim=2)
-        T, B = ids.shape
-        x = self.embedding(ids)  # (T, B, E)
-        self.rnn.training = train  # inter-layer dropout, drawn from self.rng
-        h, new_state = self.rnn(x, state, mask=mask)  # (T, B, H); state (L, B, H) [pair]
-        h, drop = self._drop(h, train)
-        logits = self.head(h)  # (T, B, V)
-        if isinstance(new_state, tuple):  # detach: fresh copies
-            return logits, tuple(s.copy() for s in new_state), drop
-        return logits, new_state.copy(), drop
+    def forward(self, inputs, state=None, mask=None):
+        """``(logits (T, B, V), new_state)`` of int ids (T, B); dropout in training mode.
 
-    def _backward(self, dlogits: np.ndarray, drop) -> None:
+        Outside :func:`nprnn.no_grad` what :meth:`backward` needs is kept.
+        """
+        ids = index_array("inputs", inputs, high=self.vocab_size, ndim=2)
+        x = self.embedding(ids)  # (T, B, E)
+        h, new_state = self.rnn(x, state, mask=mask)  # (T, B, H); state (L, B, H) [pair]
+        h, drop = self._drop(h, self.training)
+        logits = self.head(h)  # (T, B, V)
+        self._save_for_backward(drop)
+        if isinstance(new_state, tuple):  # detach: fresh copies
+            return logits, tuple(s.copy() for s in new_state)
+        return logits, new_state.copy()
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Gradients of the latest pending forward from dL/dlogits (T, B, V), accumulated
+        into ``grads`` (the final state feeds nothing: its gradient is 0)."""
+        drop = self._saved_for_backward()
         dh = self.head.backward(dlogits)  # (T, B, H)
         if drop is not None:
             dh *= drop
-        dx, _ = self.rnn.backward(dh, None)  # the final state feeds nothing here: dstate 0
+        dx, _ = self.rnn.backward(dh, None)
         self.embedding.backward(dx)
 
     def loss_and_grad(self, inputs, targets, mask=None, state=None):
-        """Forward and backward on one batch; gradients accumulate into ``grads()``.
+        """Forward and backward on one batch; gradients accumulate into ``grads``.
 
         ``inputs``, ``targets``: int ids (T, B); ``mask`` (T, B) 1 where a target counts
         (and the step is real); ``state``: initial state (no gradient flows into it).
         Returns ``(loss, new_state)``: the mean cross-entropy over counted steps and the
         final state, detached.
         """
-        logits, new_state, drop = self._forward(inputs, mask, state, self.training)
+        logits, new_state = self.forward(inputs, state, mask)
         if not np.isfinite(logits).all():  # diverged: report it, leave the grads alone
+            self.zero_grad()  # drops the pending forward too
             return float("nan"), new_state
-        loss, dlogits = softmax_cross_entropy(logits, targets, mask=mask)
-        self._backward(dlogits, drop)
+        loss, dlogits = nprnn.softmax_cross_entropy(logits, targets, mask=mask)
+        self.backward(dlogits)
         return float(loss), new_state
 
     def logits(self, inputs, state=None, mask=None):
-        """Evaluation-mode forward: ``(logits (T, B, V), new_state)``, no dropout, no grads."""
-        logits, new_state, _ = self._forward(inputs, mask, state, False)
-        return logits, new_state
+        """Evaluation-mode forward: ``(logits (T, B, V), new_state)``, no dropout, no grads
+        (whatever mode the model is in)."""
+        was = self.training
+        self.eval()
+        try:
+            with no_grad():
+                return self.forward(inputs, state, mask)
+        finally:
+            self.train(was)
 
     def score(self, inputs, targets, mask=None, state=None):
         """Mean cross-entropy (nats) over the predicted tokens, without dropout.
@@ -250,12 +251,95 @@ class CharLM(Stack):
         Returns ``(mean_loss, n_predicted, new_state)``; ``mean_loss * n_predicted`` is
         the summed loss, for averaging over many batches.
         """
-        logits, new_state, _ = self._forward(inputs, mask, state, False)
-        total, _ = softmax_cross_entropy(logits, targets, mask=mask, reduction="sum")
+        logits, new_state = self.logits(inputs, state, mask)
+        total, _ = nprnn.softmax_cross_entropy(logits, targets, mask=mask, reduction="sum")
         n = int(np.count_nonzero(mask)) if mask is not None else int(np.size(targets))
         return (float(total) / n if n else 0.0), n, new_state
 
-    # ------------------------------------------------------------------ sampling
+    # ------------------------------------------------------------------ generation
+
+    def _check_sampling(self, vocab, temperature, top_k, mode):
+        temperature = real_in_range("temperature", temperature, low=0.0)
+        if top_k is not None:
+            top_k = positive_int("top_k", top_k)
+        one_of("mode", mode, ("lines", "stream"))
+        banned = [
+            i
+            for i in (getattr(vocab, "pad_id", None), getattr(vocab, "bos_id", None))
+            if i is not None and 0 <= i < self.vocab_size
+        ]
+        return temperature, top_k, banned
+
+    def _steps(self, start: np.ndarray, steps: int, draw) -> Iterator[np.ndarray]:
+        """Feed ``start`` (T0, B), then yield ``steps`` drawn ids (B,), each fed back."""
+        logits, state = self.logits(start)
+        for t in range(steps):
+            nxt = draw(logits[-1])  # (B,)
+            yield nxt
+            if t + 1 < steps:
+                logits, state = self.logits(nxt[None, :], state)
+
+    def generate(
+        self,
+        vocab,
+        *,
+        n: int = 10,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        prime: str = "",
+        rng=None,
+        max_len: int = 100,
+        mode: str = "lines",
+        chunk: int = 64,
+    ) -> Iterator[str]:
+        """Generate text piece by piece (without dropout), for printing as it comes.
+
+        ``mode="lines"``: yields ``n`` lines, each started at <bos> (then ``prime``) and
+        stopped at <eos> or after ``max_len`` characters (each starts with ``prime``);
+        they are generated ``chunk`` at a time. ``mode="stream"``: yields ``prime`` (when
+        empty, a newline is fed, or the first character if there is none), then ``n``
+        generated characters in pieces of at most ``chunk``. ``temperature`` divides the
+        logits (0: greedy, always the most likely); ``top_k`` keeps the k most likely.
+        """
+        n, chunk = positive_int("n", n), positive_int("chunk", chunk)
+        max_len = positive_int("max_len", max_len)
+        temperature, top_k, banned = self._check_sampling(vocab, temperature, top_k, mode)
+        rng = as_rng(rng)
+        prime_ids = list(vocab.encode(prime)) if prime else []
+
+        def draw(z):
+            return _draw(z, temperature, top_k, banned, rng)
+
+        if mode == "stream":
+            start = prime_ids or (list(vocab.encode("\n")) if "\n" in vocab.chars else [0])
+            if prime:
+                yield prime
+            piece = []
+            for nxt in self._steps(np.array(start, dtype=np.int64)[:, None], n, draw):
+                piece.append(int(nxt[0]))
+                if len(piece) == chunk or vocab.tokens[piece[-1]] == "\n":
+                    yield vocab.decode(np.array(piece))
+                    piece = []
+            if piece:
+                yield vocab.decode(np.array(piece))
+            return
+        steps = max(max_len - len(prime), 0)
+        for first in range(0, n, chunk):
+            B = min(chunk, n - first)
+            start = np.tile(
+                np.asarray([vocab.bos_id, *prime_ids], dtype=np.int64)[:, None], (1, B)
+            )  # (T0, B)
+            out = np.zeros((B, steps), dtype=np.int64)
+            lengths = np.full(B, steps)
+            done = np.zeros(B, dtype=bool)
+            for t, nxt in enumerate(self._steps(start, steps, draw)):
+                out[:, t] = nxt
+                newly = (nxt == vocab.eos_id) & ~done
+                lengths[newly] = t
+                done |= newly
+                if done.all():
+                    break
+            yield from (prime + vocab.decode(out[b, : lengths[b]]) for b in range(B))
 
     def sample(
         self,
@@ -269,60 +353,25 @@ class CharLM(Stack):
         max_len: int = 100,
         mode: str = "lines",
     ):
-        """Generate text (without dropout) from the model's distribution.
-
-        ``mode="lines"``: ``n`` lines, each started at <bos> (then ``prime``) and stopped
-        at <eos> or after ``max_len`` characters; returns a list of ``n`` strings (each
-        starting with ``prime``). ``mode="stream"``: feeds ``prime`` (when empty: a newline,
-        or the first character if there is none) and returns ``prime`` + ``n`` generated
-        characters as one string.
-        ``temperature`` > 0 divides the logits; ``top_k`` keeps the k most likely.
-        """
-        n = positive_int("n", n)
-        temperature = real_in_range("temperature", temperature, low=0.0, low_open=True)
-        if top_k is not None:
-            top_k = positive_int("top_k", top_k)
-        max_len = positive_int("max_len", max_len)
-        one_of("mode", mode, ("lines", "stream"))
-        rng = as_rng(rng)
-        banned = [
-            i
-            for i in (getattr(vocab, "pad_id", None), getattr(vocab, "bos_id", None))
-            if i is not None and 0 <= i < self.vocab_size
-        ]
-        prime_ids = list(vocab.encode(prime)) if prime else []
-        if mode == "lines":
-            start, B, steps = [vocab.bos_id, *prime_ids], n, max(max_len - len(prime), 0)
-        else:
-            if prime_ids:
-                start = prime_ids
-            else:
-                start = list(vocab.encode("\n")) if "\n" in vocab.chars else [0]
-            B, steps = 1, n
-        eos = getattr(vocab, "eos_id", None) if mode == "lines" else None
-        ids = np.tile(np.asarray(start, dtype=np.int64)[:, None], (1, B))  # (T0, B)
-        logits, state = self.logits(ids)
-        out = np.zeros((B, steps), dtype=np.int64)
-        done = np.zeros(B, dtype=bool)
-        lengths = np.full(B, steps)
-        for t in range(steps):
-            nxt = _draw(logits[-1], temperature, top_k, banned, rng)  # (B,)
-            out[:, t] = nxt
-            if eos is not None:
-                newly = (nxt == eos) & ~done
-                lengths[newly] = t
-                done |= newly
-                if done.all():
-                    break
-            logits, state = self.logits(nxt[None, :], state)
-        texts = [prime + vocab.decode(out[b, : lengths[b]]) for b in range(B)]
-        return texts if mode == "lines" else texts[0]
+        """All of :meth:`generate` at once: a list of ``n`` lines (lines mode), or one
+        string of ``prime`` + ``n`` characters (stream mode)."""
+        pieces = self.generate(
+            vocab,
+            n=n,
+            temperature=temperature,
+            top_k=top_k,
+            prime=prime,
+            rng=rng,
+            max_len=max_len,
+            mode=mode,
+        )
+        return list(pieces) if mode == "lines" else "".join(pieces)
 
 
 def _param_shapes(c: dict, layers: int) -> dict:
     """Parameter shapes of a checked config ``c`` (see ``CharLM._checked_config``)."""
     V, E, H = c["vocab_size"], c["embedding_dim"], c["hidden"]
-    GH = MODELS[c["model"]]._gates * H
+    GH = GATES[c["model"]] * H
     shapes = {"embedding.weight": (V, E)}
     for k in range(layers):
         shapes[f"rnn.weight_ih_l{k}"] = (GH, E if k == 0 else H)
@@ -337,16 +386,19 @@ def _param_shapes(c: dict, layers: int) -> dict:
 def _draw(logits: np.ndarray, temperature: float, top_k, banned, rng) -> np.ndarray:
     """One id per row from softmax(logits / T), restricted to the top k, never ``banned``.
 
-    A temperature so small that logits / T overflows is the limit T -> 0: the most
-    likely id (ties drawn uniformly), computed as (z - max z) / T, which is 0 at the
-    maximum and -inf (or very negative) elsewhere.
+    T = 0 means greedy: the most likely id (ties drawn uniformly). A temperature so
+    small that logits / T overflows is that limit too, computed as (z - max z) / T,
+    which is 0 at the maximum and -inf (or very negative) elsewhere.
     """
     z = logits.astype(np.float64)  # (B, V)
     z[:, banned] = -np.inf
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        zt = z / temperature
-        if not np.isfinite(zt.max(axis=1)).all():  # overflow: T is tiny
-            zt = (z - z.max(axis=1, keepdims=True)) / temperature
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        if temperature == 0:
+            zt = np.where(z == z.max(axis=1, keepdims=True), 0.0, -np.inf)
+        else:
+            zt = z / temperature
+            if not np.isfinite(zt.max(axis=1)).all():  # overflow: T is tiny
+                zt = (z - z.max(axis=1, keepdims=True)) / temperature
         if top_k is not None and top_k < zt.shape[1]:
             kth = np.partition(zt, -top_k, axis=1)[:, -top_k][:, None]
             zt = np.where(zt >= kth, zt, -np.inf)

@@ -1,23 +1,16 @@
-"""Run directories and checkpoints: safetensors + JSON, atomic writes, no pickle.
-
-API notes (differences from the first plan): there is no fixed ``trainer.safetensors``;
-the optimizer moments live in the step-stamped ``ckpt-*.trainer.safetensors`` that
-``trainer.json`` names (see the protocol below). ``save_checkpoint`` takes
-``best_arrays=None`` (new best weights, or None to keep the previous best). Added:
-``load_model(run, best=False)``, ``load_best(run)``, ``RunDir.has_checkpoint()``,
-``RunDir.read_log()``, ``RunDir.trim_log(step)``, ``load_arrays_with_metadata(path)``.
+"""Run directories and checkpoints: safetensors + JSON, atomic writes (:mod:`.files`).
 
 Loading never executes code: arrays are read with ``safetensors.numpy.load`` from bytes,
 everything else is JSON. Every failure to read (missing, truncated, garbage, foreign or
-inconsistent files) raises :class:`CheckpointError` with one line naming the file and
-what to do.
+inconsistent files) raises :class:`~nprnn.app.errors.CheckpointError` naming the file
+and what to do.
 
 A run directory (:class:`RunDir`) holds
 
 ==============================  ==========================================================
 ``config.json``                 architecture, vocabulary, options (copy for users)
-``model.safetensors``           latest weights, PyTorch-style names (hard link to the
-                                checkpoint's model file, or a copy)
+``model.safetensors``           latest weights, PyTorch-style names (a copy of the
+                                checkpoint's model file)
 ``best.safetensors``            weights with the best validation loss so far (likewise)
 ``trainer.json``                the commit record of the latest checkpoint (below)
 ``ckpt-<step>-<tag>.<kind>.safetensors``
@@ -40,8 +33,9 @@ new complete content.
    that (its canonical JSON), so a damaged or hand-edited record is detected. Until
    this ``os.replace``, the old ``trainer.json`` and all the files it names are
    untouched; after it, the new ones are complete on disk (they were fsynced before).
-3. Refresh the user copies ``model.safetensors``, ``best.safetensors`` (hard links,
-   replaced atomically) and ``config.json``, then delete the ``ckpt-*`` files and our
+3. Refresh the user copies ``model.safetensors``, ``best.safetensors`` (when a new best
+   was saved) and ``config.json`` (separate files written atomically, so that damage to
+   a copy never reaches the checkpoint), then delete the ``ckpt-*`` files and our
    temporary files that ``trainer.json`` does not name.
 
 A kill at any moment therefore leaves ``trainer.json`` naming a complete, consistent set
@@ -49,12 +43,19 @@ of files: the previous checkpoint (kill before step 2) or the new one (kill afte
 after 2 only touch copies that the loader does not read. :func:`load_checkpoint` reads
 only ``trainer.json`` and the files it names, and checks each file's SHA-256 and its
 ``step``/``tag``/``kind`` metadata against it: any mismatch is a :class:`CheckpointError`.
+
+The user copies (``config.json``, ``model.safetensors``, ``best.safetensors``) are not
+what the loader reads, but they are what a user hands to PyTorch, so every command that
+uses a run checks them too (:func:`check_copies`): a copy that is damaged (not parseable,
+or claiming the current checkpoint but not matching its checksum) is an error naming the
+file, and :func:`repair` (``nprnn repair DIR``) rewrites the copies from the checkpoint.
+A copy that is missing or still the previous checkpoint's (a kill between steps 2 and 3)
+is not damage: the next checkpoint refreshes it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -63,239 +64,37 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CheckpointError
+from .files import (
+    _json_default,
+    arrays_to_bytes,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    canonical_json,
+    load_arrays,
+    parse_arrays,
+    read_bytes,
+    read_json,
+    sha256_hex,
+)
+
+__all__ = [
+    "RunDir",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "load_best",
+    "check_copies",
+    "repair",
+    "FORMAT",
+    "VERSION",
+]
+
 FORMAT = "nprnn-checkpoint"
 VERSION = 1
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^ckpt-(\d{8,})-([0-9a-f]{8})\.(model|trainer|best)\.safetensors$")
 _TMP_RE = re.compile(r"^\..+\.tmp-[A-Za-z0-9_]+$")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or run directory cannot be read or written; one-line message."""
-
-
-# ----------------------------------------------------------------------------- atomic files
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # platforms without directory fds (Windows)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` holds the old or the new content, never
-    a mix: temp file in the same directory, flush + fsync, ``os.replace``, fsync the dir.
-    """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"data must be bytes, got {type(data).__name__}")
-    path = os.path.abspath(os.fspath(path))
-    directory, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(directory)
-
-
-def atomic_write_text(path, text: str) -> None:
-    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def _json_default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    raise TypeError(f"cannot store a {type(o).__name__} in JSON")
-
-
-def _dumps(obj) -> str:
-    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default)
-
-
-def atomic_write_json(path, obj) -> None:
-    """Atomically write ``obj`` as JSON (sorted keys, indent 2, UTF-8, trailing newline)."""
-    atomic_write_text(path, _dumps(obj) + "\n")
-
-
-def _read_bytes(path, what: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except FileNotFoundError:
-        raise CheckpointError(f"cannot read {os.fspath(path)!r}: file not found — {what}") from None
-    except OSError as e:
-        raise CheckpointError(
-            f"cannot read {os.fspath(path)!r}: {e.strerror or e} — {what}"
-        ) from None
-
-
-def read_json(path) -> dict:
-    """The JSON object in ``path``; :class:`CheckpointError` if missing, garbage, not an object."""
-    fix = "restore the file or start a new run in an empty directory"
-    data = _read_bytes(path, fix)
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{os.fspath(path)!r} is not valid JSON ({msg}) — {fix}") from None
-    if not isinstance(obj, dict):
-        raise CheckpointError(
-            f"{os.fspath(path)!r} holds a JSON {type(obj).__name__}, not an object — {fix}"
-        )
-    return obj
-
-
-# ----------------------------------------------------------------------------- arrays
-
-
-def _safetensors_numpy():
-    try:
-        import safetensors.numpy as stn
-    except ImportError:
-        raise CheckpointError(
-            "checkpoints need the safetensors package — pip install 'nprnn[cli]'"
-        ) from None
-    return stn
-
-
-def arrays_to_bytes(arrays: dict, metadata: dict | None = None) -> bytes:
-    """The safetensors serialization of ``arrays`` (C-contiguous copies are made if needed)."""
-    if not isinstance(arrays, dict):
-        raise TypeError(f"arrays must be a dict name -> np.ndarray, got {type(arrays).__name__}")
-    flat = {}
-    for k, a in arrays.items():
-        if not isinstance(k, str):
-            raise TypeError(f"array names must be strings, got {k!r}")
-        a = np.asarray(a)
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"array {k!r} has unsupported dtype {a.dtype}")
-        flat[k] = a if a.flags.c_contiguous else a.copy(order="C")  # keeps 0-d arrays 0-d
-    if metadata is not None:
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
-            raise TypeError("metadata must map strings to strings")
-    return _safetensors_numpy().save(flat, metadata=metadata)
-
-
-def save_arrays(path, arrays: dict, metadata: dict | None = None) -> None:
-    """Atomically write ``arrays`` (name -> ndarray) as a safetensors file."""
-    data = arrays_to_bytes(arrays, metadata)
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as e:
-        raise CheckpointError(
-            f"cannot write {os.fspath(path)!r}: {e.strerror or e} — check the disk space "
-            "and permissions"
-        ) from None
-
-
-def _parse(data: bytes, name: str) -> tuple[dict, dict]:
-    fix = "the file is truncated or not a safetensors file; restore it or retrain"
-    try:
-        n = int.from_bytes(data[:8], "little") if len(data) >= 8 else None
-        if n is None or n > len(data) - 8:
-            raise ValueError("file shorter than its header")
-        header = json.loads(data[8 : 8 + int(n)].decode("utf-8"))
-        if not isinstance(header, dict):
-            raise ValueError("header is not a JSON object")
-        meta = header.get("__metadata__") or {}
-        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-            raise ValueError("bad __metadata__")
-        arrays = _safetensors_numpy().load(bytes(data))
-    except CheckpointError:
-        raise
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as e:  # safetensors may raise a Rust PanicException (BaseException)
-        msg = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        raise CheckpointError(f"cannot load {name!r}: {msg} — {fix}") from None
-    out = {}
-    for k, a in arrays.items():
-        if a.dtype.kind not in "biuf":
-            raise CheckpointError(f"cannot load {name!r}: array {k!r} has dtype {a.dtype} — {fix}")
-        out[k] = np.array(a, copy=True)  # own, writable memory
-    return out, dict(meta)
-
-
-def load_arrays_with_metadata(path) -> tuple[dict, dict]:
-    """``(arrays, metadata)`` of a safetensors file; :class:`CheckpointError` on any failure."""
-    data = _read_bytes(path, "check the path of the run directory")
-    return _parse(data, os.fspath(path))
-
-
-def load_arrays(path) -> dict:
-    """The arrays (name -> writable ndarray) of a safetensors file; any failure (missing,
-    truncated, garbage, bad header) raises :class:`CheckpointError`."""
-    return load_arrays_with_metadata(path)[0]
-
-
-# ----------------------------------------------------------------------------- rng
-
-
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
-
-
-def _jsonable_rng_state(state):
-    if isinstance(state, dict):
-        return {k: _jsonable_rng_state(v) for k, v in state.items()}
-    if isinstance(state, np.ndarray):
-        return [int(x) for x in state.ravel()]
-    if isinstance(state, np.integer):
-        return int(state)
-    return state
-
-
-def save_rng(rng: np.random.Generator) -> dict:
-    """The JSON-able state of ``rng`` (its ``bit_generator.state``, arrays as lists)."""
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a np.random.Generator, got {type(rng).__name__}")
-    return _jsonable_rng_state(rng.bit_generator.state)
-
-
-def load_rng(d) -> np.random.Generator:
-    """A new Generator in the state :func:`save_rng` returned; :class:`CheckpointError` if
-    the state is malformed."""
-    name = d.get("bit_generator") if isinstance(d, dict) else None
-    if name not in _BIT_GENERATORS:
-        raise CheckpointError(
-            f"bad random-generator state (bit_generator {name!r}) — the checkpoint is damaged"
-        )
-    bg = getattr(np.random, name)()
-    state = dict(d)
-    try:
-        if name == "MT19937":
-            state["state"] = dict(state["state"])
-            state["state"]["key"] = np.asarray(state["state"]["key"], dtype=np.uint32)
-        elif name == "Philox":
-            for k in ("counter", "key"):
-                state["state"][k] = np.asarray(state["state"][k], dtype=np.uint64)
-            state["buffer"] = np.asarray(state["buffer"], dtype=np.uint64)
-        bg.state = state
-    except Exception as e:
-        raise CheckpointError(
-            f"bad random-generator state ({type(e).__name__}: {e}) — the checkpoint is damaged"
-        ) from None
-    return np.random.Generator(bg)
 
 
 # ----------------------------------------------------------------------------- run dirs
@@ -352,9 +151,22 @@ class RunDir:
             os.unlink(probe)
         except OSError as e:
             raise CheckpointError(
-                f"cannot write to --out {str(self.path)!r}: {e.strerror or e} — "
-                "choose a writable directory"
+                f"cannot write to --out {str(self.path)!r}: {e.strerror or e}",
+                "choose a writable directory",
             ) from None
+
+    def discard(self, *, remove_dir: bool) -> None:
+        """Delete every file a run writes here (and the directory when ``remove_dir`` and
+        it is then empty): what a start that failed before its first step leaves."""
+        if not self.path.is_dir():
+            return
+        for e in os.scandir(self.path):
+            if self._ours(e.name) or e.name == "loss.png":
+                with contextlib.suppress(OSError):
+                    os.unlink(e.path)
+        if remove_dir:
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
 
     def append_log(self, record: dict) -> None:
         """Append ``record`` as one JSON line (flush + fsync); a torn last line is closed first."""
@@ -401,33 +213,13 @@ class RunDir:
 # ----------------------------------------------------------------------------- checkpoints
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _write_ckpt_file(run: RunDir, step: int, tag: str, kind: str, arrays: dict) -> dict:
+def _write_ckpt_file(run: RunDir, step: int, tag: str, kind: str, arrays: dict, out: dict):
+    """Write a checkpoint array file; its record entry (the bytes go to ``out[kind]``)."""
     name = f"ckpt-{step:08d}-{tag}.{kind}.safetensors"
     data = arrays_to_bytes(arrays, {"step": str(step), "tag": tag, "kind": kind})
     atomic_write_bytes(run.file(name), data)
-    return {"file": name, "sha256": _sha256(data)}
-
-
-def _link_copy(run: RunDir, src: str, dst: str) -> None:
-    """Make ``dst`` the same content as ``src`` atomically: a hard link, or else a copy."""
-    target = run.file(dst)
-    tmp = run.file(f".{dst}.tmp-{os.urandom(4).hex()}")
-    try:
-        os.link(run.file(src), tmp)
-    except OSError:
-        atomic_write_bytes(target, run.file(src).read_bytes())
-        return
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(str(run.path))
+    out[kind] = data
+    return {"file": name, "sha256": sha256_hex(data)}
 
 
 def _previous_best(run: RunDir) -> dict | None:
@@ -463,8 +255,12 @@ def save_checkpoint(
     step = int(step)
     if not isinstance(trainer_state, dict) or not isinstance(config, dict):
         raise TypeError("trainer_state and config must be dicts")
-    _dumps(trainer_state), _dumps(config)  # fail on non-JSON-able values before writing
+    (
+        canonical_json(trainer_state),
+        canonical_json(config),
+    )  # fail on non-JSON-able values before writing
     tag = os.urandom(4).hex()
+    data: dict = {}
     try:
         run.path.mkdir(parents=True, exist_ok=True)
         record = {
@@ -472,27 +268,28 @@ def save_checkpoint(
             "version": VERSION,
             "step": step,
             "tag": tag,
-            "model": _write_ckpt_file(run, step, tag, "model", model_arrays),
-            "trainer": _write_ckpt_file(run, step, tag, "trainer", trainer_arrays),
+            "model": _write_ckpt_file(run, step, tag, "model", model_arrays, data),
+            "trainer": _write_ckpt_file(run, step, tag, "trainer", trainer_arrays, data),
             "best": (
-                _write_ckpt_file(run, step, tag, "best", best_arrays)
+                _write_ckpt_file(run, step, tag, "best", best_arrays, data)
                 if best_arrays is not None
                 else _previous_best(run)
             ),
             "config": config,
             "state": trainer_state,
         }
-        record["checksum"] = _sha256(_dumps(record).encode("utf-8"))
+        record["checksum"] = sha256_hex(canonical_json(record).encode("utf-8"))
         atomic_write_json(run.trainer_json_path, record)  # the commit point
         # After the commit: user-facing copies and clean-up (the loader reads none of it).
-        _link_copy(run, record["model"]["file"], RunDir.MODEL)
-        if record["best"] is not None:
-            _link_copy(run, record["best"]["file"], RunDir.BEST)
+        # Copies, not hard links: damage to a copy must not reach the checkpoint.
+        atomic_write_bytes(run.model_path, data["model"])
+        if "best" in data:
+            atomic_write_bytes(run.best_path, data["best"])
         atomic_write_json(run.config_path, config)
     except OSError as e:
         raise CheckpointError(
-            f"cannot write the checkpoint to {str(run.path)!r}: {e.strerror or e} — "
-            "check the disk space and permissions"
+            f"cannot write the checkpoint to {str(run.path)!r}: {e.strerror or e}",
+            "check the disk space and permissions",
         ) from None
     keep = {record["model"]["file"], record["trainer"]["file"]}
     if record["best"] is not None:
@@ -507,28 +304,30 @@ def _read_record(run: RunDir) -> dict:
     path = run.trainer_json_path
     if not path.is_file():
         raise CheckpointError(
-            f"no checkpoint in {str(run.path)!r} (no {RunDir.TRAINER_JSON}) — "
-            "pass the --out directory of a training run"
+            f"no checkpoint in {str(run.path)!r} (no {RunDir.TRAINER_JSON})",
+            "pass the --out directory of a training run",
         )
     rec = read_json(path)
-    bad = f"{str(path)!r} is damaged or from another program — restore it or retrain"
+    bad = f"{str(path)!r} is damaged or from another program"
+    fix = "restore it or retrain"
     if rec.get("format") != FORMAT or rec.get("version") != VERSION:
         raise CheckpointError(
             f"{str(path)!r} is not an nprnn checkpoint (format {rec.get('format')!r}, "
-            f"version {rec.get('version')!r}) — pass a run directory made by nprnn train"
+            f"version {rec.get('version')!r})",
+            "pass a run directory made by nprnn train",
         )
     body = {k: v for k, v in rec.items() if k != "checksum"}
-    if rec.get("checksum") != _sha256(_dumps(body).encode("utf-8")):
-        raise CheckpointError(f"{bad} (its checksum does not match)")
+    if rec.get("checksum") != sha256_hex(canonical_json(body).encode("utf-8")):
+        raise CheckpointError(f"{bad} (its checksum does not match)", fix)
     step, tag = rec.get("step"), rec.get("tag")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise CheckpointError(f"{bad} (step {_short(step)})")
+        raise CheckpointError(f"{bad} (step {_short(step)})", fix)
     if not isinstance(tag, str) or not re.fullmatch(r"[0-9a-f]{8}", tag):
-        raise CheckpointError(f"{bad} (tag {_short(tag)})")
+        raise CheckpointError(f"{bad} (tag {_short(tag)})", fix)
     for key in ("config", "state"):
         if not isinstance(rec.get(key), dict):
             raise CheckpointError(
-                f"{bad} ({key!r} must be an object, got {_json_type(rec.get(key))})"
+                f"{bad} ({key!r} must be an object, got {_json_type(rec.get(key))})", fix
             )
     for kind in ("model", "trainer", "best"):
         entry = rec.get(kind)
@@ -536,22 +335,23 @@ def _read_record(run: RunDir) -> dict:
             continue  # no best weights saved (the key may be absent, too)
         if not isinstance(entry, dict):
             raise CheckpointError(
-                f"{bad} (entry {kind!r} must be an object, got {_json_type(entry)})"
+                f"{bad} (entry {kind!r} must be an object, got {_json_type(entry)})", fix
             )
         file, sha = entry.get("file"), entry.get("sha256")
         if not isinstance(file, str):
             raise CheckpointError(
-                f"{bad} (entry {kind!r}: 'file' must be a string, got {_json_type(file)})"
+                f"{bad} (entry {kind!r}: 'file' must be a string, got {_json_type(file)})", fix
             )
         m = _CKPT_RE.fullmatch(file)
         if not m or m.group(3) != kind:
             raise CheckpointError(
                 f"{bad} (entry {kind!r}: 'file' {_short(file)} is not the name of a {kind} "
-                "checkpoint file)"
+                "checkpoint file)",
+                fix,
             )
         if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
             raise CheckpointError(
-                f"{bad} (entry {kind!r}: 'sha256' {_short(sha)} is not a SHA-256 hex digest)"
+                f"{bad} (entry {kind!r}: 'sha256' {_short(sha)} is not a SHA-256 hex digest)", fix
             )
     return {**rec, "best": rec.get("best")}
 
@@ -579,20 +379,17 @@ def _short(v, limit: int = 60) -> str:
 
 def _load_entry(run: RunDir, entry: dict, kind: str) -> dict:
     path = run.file(entry["file"])
-    data = _read_bytes(path, "the checkpoint is incomplete; restore the run directory or retrain")
-    if _sha256(data) != entry["sha256"]:
+    fix = "restore the run directory or retrain"
+    data = read_bytes(path, f"the checkpoint is incomplete; {fix}")
+    if sha256_hex(data) != entry["sha256"]:
         raise CheckpointError(
-            f"{str(path)!r} does not match its checksum in trainer.json (corrupted) — "
-            "restore the run directory or retrain"
+            f"{str(path)!r} does not match its checksum in trainer.json (corrupted)", fix
         )
-    arrays, meta = _parse(data, str(path))
+    arrays, meta = parse_arrays(data, str(path), fix)
     m = _CKPT_RE.match(entry["file"])
     want = {"step": str(int(m.group(1))), "tag": m.group(2), "kind": kind}
     if any(meta.get(k) != v for k, v in want.items()):
-        raise CheckpointError(
-            f"{str(path)!r} belongs to another checkpoint (metadata {meta}) — restore the "
-            "run directory or retrain"
-        )
+        raise CheckpointError(f"{str(path)!r} belongs to another checkpoint (metadata {meta})", fix)
     return arrays
 
 
@@ -603,8 +400,8 @@ def load_checkpoint(run: RunDir) -> tuple[dict, dict, dict, dict]:
         m = _CKPT_RE.match(rec[kind]["file"])
         if int(m.group(1)) != rec["step"] or m.group(2) != rec["tag"]:
             raise CheckpointError(
-                f"{str(run.trainer_json_path)!r} names files of another step — restore the "
-                "run directory or retrain"
+                f"{str(run.trainer_json_path)!r} names files of another step",
+                "restore the run directory or retrain",
             )
     model = _load_entry(run, rec["model"], "model")
     trainer = _load_entry(run, rec["trainer"], "trainer")
@@ -625,11 +422,11 @@ def load_model(run: RunDir, *, best: bool = False) -> tuple[dict, dict]:
         return rec["config"], _load_entry(run, entry, kind)
     if not run.path.is_dir():
         raise CheckpointError(
-            f"{str(run.path)!r} is not a directory — pass the --out directory of a training run"
+            f"{str(run.path)!r} is not a directory", "pass the --out directory of a training run"
         )
     if not run.config_path.is_file():
         raise CheckpointError(
-            f"no {RunDir.CONFIG} in {str(run.path)!r} — pass the --out directory of a training run"
+            f"no {RunDir.CONFIG} in {str(run.path)!r}", "pass the --out directory of a training run"
         )
     config = read_json(run.config_path)
     weights = run.best_path if best and run.best_path.is_file() else run.model_path
@@ -641,3 +438,87 @@ def load_best(run: RunDir) -> dict | None:
     rec = _read_record(run)
     entry = rec.get("best")
     return _load_entry(run, entry, "best") if entry else None
+
+
+# ----------------------------------------------------------------------------- user copies
+
+
+def _copy_problem(run: RunDir, name: str, entry: dict | None, kind: str) -> str | None:
+    """Why the copy ``name`` of the checkpoint file ``entry`` is damaged, or None if it is
+    intact, missing or a previous checkpoint's (stale copies are refreshed by the next save)."""
+    path = run.file(name)
+    if entry is None or not path.is_file():
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    try:
+        _, meta = parse_arrays(data, str(path))
+    except CheckpointError:
+        return "is truncated or not a safetensors file"
+    m = _CKPT_RE.match(entry["file"])
+    step, tag = int(m.group(1)), m.group(2)
+    if meta.get("kind") != kind or not str(meta.get("step", "")).isdigit():
+        return f"holds other weights (metadata {meta})"
+    if meta.get("tag") == tag:
+        return None if sha256_hex(data) == entry["sha256"] else "does not match its checksum"
+    if int(meta["step"]) > step:
+        return f"is from step {meta['step']}, after the checkpoint (step {step})"
+    return None
+
+
+def check_copies(run: RunDir, record: dict | None = None) -> None:
+    """Refuse damaged user copies of the committed checkpoint (see the module docstring).
+
+    ``config.json`` must be a JSON object equal to the checkpoint's config except for its
+    ``train`` section (options a resume may change); the weight copies must parse and,
+    when they claim the current checkpoint, match its checksums. Raises
+    :class:`CheckpointError` naming the file and ``nprnn repair DIR``.
+    """
+    rec = _read_record(run) if record is None else record
+    fix = f"the checkpoint is intact: restore the copies with nprnn repair {run.path}"
+    problems = []
+    if run.config_path.is_file():
+        try:
+            cfg = read_json(run.config_path)
+        except CheckpointError:
+            problems.append((RunDir.CONFIG, "is not a JSON object"))
+        else:
+            ours = {k: v for k, v in rec["config"].items() if k != "train"}
+            if {k: v for k, v in cfg.items() if k != "train"} != ours:
+                problems.append((RunDir.CONFIG, "does not match the checkpoint's configuration"))
+    for name, kind in ((RunDir.MODEL, "model"), (RunDir.BEST, "best")):
+        why = _copy_problem(run, name, rec.get(kind), kind)
+        if why is not None:
+            problems.append((name, why))
+    if problems:
+        what = "; ".join(f"{run.file(n)} {why}" for n, why in problems)
+        raise CheckpointError(f"damaged run directory: {what}", fix)
+
+
+def repair(run: RunDir) -> list[str]:
+    """Rewrite the user copies (``config.json``, ``model.safetensors``, ``best.safetensors``)
+    from the committed checkpoint, after verifying it; returns the names rewritten (those
+    that differed or were missing)."""
+    rec = _read_record(run)
+    load_checkpoint(run)  # every file the record names, verified
+    if rec.get("best"):
+        _load_entry(run, rec["best"], "best")
+    done = []
+    for name, kind in ((RunDir.MODEL, "model"), (RunDir.BEST, "best")):
+        entry = rec.get(kind)
+        if entry is None:
+            continue
+        path = run.file(name)
+        if not path.is_file() or sha256_hex(path.read_bytes()) != entry["sha256"]:
+            atomic_write_bytes(path, run.file(entry["file"]).read_bytes())
+            done.append(name)
+    try:
+        same = read_json(run.config_path) == rec["config"]
+    except CheckpointError:
+        same = False
+    if not same:
+        atomic_write_json(run.config_path, rec["config"])
+        done.append(RunDir.CONFIG)
+    return done

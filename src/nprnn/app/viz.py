@@ -20,63 +20,77 @@ The activations are recomputed from the run's weights by a plain step-by-step Nu
 loop (:func:`trace`) with PyTorch's cell equations, batch 1, float64; the tests check
 that its h and logits agree with the model's own forward.
 
+The page has a colour legend (the scale from −1 to +1 and what the values mean for the
+chosen gate), and each character is drawn in white on dark backgrounds and in black on
+light ones (whichever contrasts more, by WCAG relative luminance).
+
 ``nprnn plot DIR [--out FILE.png]`` draws the training and validation loss against the
 step from the run's ``log.jsonl`` (and the validation accuracy of a classifier run on a
-second axis). matplotlib is optional: without it the command fails with a one-line
-message (``pip install 'nprnn[plot]'``).
+second axis). matplotlib is optional: without it ``nprnn plot`` fails with a one-line
+message (``pip install 'nprnn[plot]'``), and training just writes no ``loss.png``.
 """
 
 from __future__ import annotations
 
-import argparse
 import html
+import importlib.util
+import math
+import threading
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["colour", "trace", "load_charlm", "render_html", "plot_log", "main_viz",
-           "main_plot", "main", "import_pyplot", "make_parser"]  # fmt: skip
+from .errors import DataError, UsageError
+
+__all__ = [
+    "colour",
+    "text_colour",
+    "trace",
+    "load_charlm",
+    "visualize",
+    "render_html",
+    "plot_log",
+    "new_figure",
+    "preload_matplotlib",
+    "cmd_viz",
+    "cmd_plot",
+]
 
 GATES = {"rnn": ("h",), "lstm": ("h", "c", "i", "f", "g", "o"), "gru": ("h", "r", "z", "n")}
 SIGMOID_GATES = ("i", "f", "o", "r", "z")
 _SHOW = {" ": "␣", "\n": "⏎", "\t": "⇥", "<eos>": "⏎"}  # how characters are drawn
+_PLOT_FIX = "install the plotting extra: pip install 'nprnn[plot]'"
 
 
 # ----------------------------------------------------------------------------- plumbing
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one-line ``ValueError``s (the CLI prints them)."""
-
-    def error(self, message):
-        raise ValueError(f"{self.prog}: {message} — see '{self.prog} --help'")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action):  # no "(default: None)" / "(default: False)" noise
-        if action.default is None or action.default is False:  # not `in`: 0 == False
-            return action.help
-        return super()._get_help_string(action)
-
-
-def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """The parser used by ``nprnn task|viz|plot|predict``: defaults shown, one-line errors."""
-    return _Parser(prog=prog, description=description, allow_abbrev=False,
-                   formatter_class=_Formatter)  # fmt: skip
-
-
-def import_pyplot():
-    """``matplotlib.pyplot`` (Agg backend), or a one-line ``ValueError`` saying how to get it."""
+def new_figure(**kw):
+    """A ``matplotlib.figure.Figure`` (no pyplot: no global backend, no GUI), or a
+    one-line :class:`UsageError` saying how to get matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401  (first: a stub or a broken install fails here)
+        from matplotlib.figure import Figure
     except ImportError:
-        raise ValueError(
-            "matplotlib is not installed — install the plotting extra: pip install 'nprnn[plot]'"
-        ) from None
-    return plt
+        raise UsageError("matplotlib is not installed", _PLOT_FIX) from None
+    return Figure(**kw)
+
+
+def preload_matplotlib():
+    """Import matplotlib in a thread while training runs: the import (~0.5 s) then
+    overlaps the NumPy work, which releases the GIL, instead of adding to the run."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+
+    def load():
+        try:
+            import matplotlib.figure  # noqa: F401
+        except Exception:  # plot_log reports nothing without it either
+            pass
+
+    thread = threading.Thread(target=load, name="nprnn-matplotlib", daemon=True)
+    thread.start()
+    return thread
 
 
 def colour(v: float) -> str:
@@ -86,32 +100,31 @@ def colour(v: float) -> str:
     return f"#{fade:02x}{fade:02x}ff" if v < 0 else f"#ff{fade:02x}{fade:02x}"
 
 
+def _luminance(hex_colour: str) -> float:
+    def lin(c):
+        c /= 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b)
+
+
+def text_colour(background: str) -> str:
+    """``#000000`` or ``#ffffff``, whichever contrasts more with ``background`` (WCAG)."""
+    L = _luminance(background)
+    return "#000000" if (L + 0.05) / 0.05 >= 1.05 / (L + 0.05) else "#ffffff"
+
+
 # ----------------------------------------------------------------------------- the model
 
 
 def load_charlm(run_dir, *, which: str = "best"):
     """``(model, vocab, config)`` of a char-LM run directory (``nprnn train --out DIR``)."""
-    from .charlm import CharLM
-    from .checkpoint import CheckpointError, RunDir, load_model
-    from .text import Vocab
+    from .load import read_run
+    from .runs import RunDir
 
-    run = RunDir(Path(run_dir))
-    if not run.is_run():
-        raise CheckpointError(f"{run_dir} is not a run directory (no config.json) — pass the "
-                              "--out directory of an nprnn train run")  # fmt: skip
-    cfg, weights = load_model(run, best=which == "best")
-    if not isinstance(cfg, dict) or cfg.get("format") != "nprnn-charlm":
-        got = cfg.get("format") if isinstance(cfg, dict) else None
-        raise CheckpointError(f"{run_dir} holds no character language model (format {got!r}) "
-                              "— pass a directory written by nprnn train")  # fmt: skip
-    try:
-        vocab = Vocab.from_dict(cfg["vocab"])
-        model = CharLM.from_config(cfg["model"])
-        model.load_state_dict(weights)
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"the run in {run_dir} does not fit its config ({e}) — it is "
-                              "damaged or foreign; retrain it") from None  # fmt: skip
-    return model.eval(), vocab, cfg
+    loaded = read_run(RunDir(Path(run_dir)), which, "nprnn-charlm")
+    return loaded.model.eval(), loaded.vocab, loaded.config
 
 
 def _sigmoid(a):
@@ -130,7 +143,10 @@ def trace(model, ids, *, layer: int = -1) -> dict:
     """
     rnn, kind, L = model.rnn, model.model, model.num_layers
     if not -L <= layer < L:
-        raise ValueError(f"--layer must lie in [{-L}, {L}), got {layer} ({L} layer(s))")
+        raise UsageError(
+            f"--layer must lie in [{-L}, {L}), got {layer} ({L} layer(s))",
+            f"pass a layer from {-L} to {L - 1}",
+        )
     layer %= L
     ids = np.asarray(ids, dtype=np.int64)
     x = model.embedding.params["weight"].astype(np.float64)[ids]  # (T, E)
@@ -188,8 +204,9 @@ def _token(vocab, i: int) -> str:
     return _SHOW.get(tok, tok)
 
 
-def render_html(text: str, values: np.ndarray, units, gate: str, top3: list, *,
-                title: str = "") -> str:  # fmt: skip
+def render_html(
+    text: str, values: np.ndarray, units, gate: str, top3: list, *, title: str = ""
+) -> str:
     """The HTML page: one row per unit (one ``<span class="ch">`` per character of
     ``text``, coloured by ``values[t, unit]``), then a row of top predictions.
 
@@ -203,18 +220,26 @@ def render_html(text: str, values: np.ndarray, units, gate: str, top3: list, *,
         for t, ch in enumerate(text):
             nxt = ", ".join(f"{tok!r} {p:.2f}" for tok, p in top3[t])
             tip = f"{ch!r} t={t} {gate}[{u}]={values[t, u]:+.3f} | next: {nxt}"
-            cells.append(f'<span class="ch" style="background:{colour(shown[t, u])}" '
-                         f'title="{esc(tip)}">{esc(_SHOW.get(ch, ch))}</span>')  # fmt: skip
-        rows.append(f'<div class="row"><span class="lab">{esc(gate)}[{u}]</span>'
-                    f"{''.join(cells)}</div>")  # fmt: skip
+            bg = colour(shown[t, u])
+            cells.append(
+                f'<span class="ch" style="background:{bg};color:{text_colour(bg)}" '
+                f'title="{esc(tip)}">{esc(_SHOW.get(ch, ch))}</span>'
+            )
+        rows.append(
+            f'<div class="row"><span class="lab">{esc(gate)}[{u}]</span>{"".join(cells)}</div>'
+        )
     preds = "".join(
         f'<span class="ch pred" title="{esc(", ".join(f"{k!r} {p:.2f}" for k, p in top3[t]))}">'
         f"{esc(top3[t][0][0])}</span>"
         for t in range(len(text))
     )
     rows.append(f'<div class="row"><span class="lab">next?</span>{preds}</div>')
-    scale = "2v−1 (0 blue, ½ white, 1 red)" if gate in SIGMOID_GATES else (
-        "tanh(c)" if gate == "c" else "v (−1 blue, 0 white, +1 red)")  # fmt: skip
+    scale = (
+        "2v−1 (0 blue, ½ white, 1 red)"
+        if gate in SIGMOID_GATES
+        else ("tanh(c)" if gate == "c" else "v (−1 blue, 0 white, +1 red)")
+    )
+    legend = _legend(gate)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title or "nprnn viz")}</title>
 <style>
@@ -223,27 +248,62 @@ body {{ font-family: sans-serif; margin: 1.5em; }}
 .lab {{ display: inline-block; width: 6em; color: #555; font-size: 13px; }}
 .ch {{ display: inline-block; min-width: 0.75em; text-align: center; padding: 1px 0; }}
 .pred {{ color: #777; font-size: 14px; }}
+.legend {{ display: flex; align-items: center; gap: 0.5em; font-size: 13px; margin: 0.8em 0; }}
+.legend .sw {{ display: inline-block; width: 2.2em; text-align: center; padding: 2px 0;
+  font-family: monospace; }}
 </style></head><body>
 <h3>{esc(title)}</h3>
 <p>Colour of each character: the value after reading it, shown as {esc(scale)}.
 Hover a character for the exact value and the three most likely next characters;
 the last row shows the most likely next character.</p>
+{legend}
 {chr(10).join(rows)}
 </body></html>
 """
 
 
-def visualize(run_dir, text: str, *, units=None, gate: str = "h", layer: int = -1,
-              top: int = 8, which: str = "best") -> str:  # fmt: skip
-    """The HTML page for ``text`` read by the char-LM in ``run_dir`` (see the module doc)."""
-    from .text import DataError
+def _legend(gate: str) -> str:
+    """The colour scale as a row of swatches labelled with the values they stand for."""
+    if gate in SIGMOID_GATES:
+        labels = [f"{(v + 1) / 2:g}" for v in (-1, -0.5, 0, 0.5, 1)]
+        what = f"gate {gate} in [0, 1]"
+    elif gate == "c":
+        labels = ["−∞", "−0.55", "0", "+0.55", "+∞"]
+        what = "cell c, shown as tanh(c)"
+    else:
+        labels = ["−1", "−0.5", "0", "+0.5", "+1"]
+        what = f"{gate} in [−1, 1]"
+    sw = []
+    for v, lab in zip((-1, -0.5, 0, 0.5, 1), labels, strict=True):
+        bg = colour(v)
+        sw.append(
+            f'<span class="sw" style="background:{bg};color:{text_colour(bg)}">'
+            f"{html.escape(lab)}</span>"
+        )
+    return (
+        f'<div class="legend"><span>colour scale ({html.escape(what)}):</span>{"".join(sw)}</div>'
+    )
 
+
+def visualize(
+    run_dir,
+    text: str,
+    *,
+    units=None,
+    gate: str = "h",
+    layer: int = -1,
+    top: int = 8,
+    which: str = "best",
+) -> str:
+    """The HTML page for ``text`` read by the char-LM in ``run_dir`` (see the module doc)."""
     model, vocab, _ = load_charlm(run_dir, which=which)
     if not text:
-        raise DataError("--text is empty — pass some characters to show")
+        raise DataError("--text is empty", "pass some characters to show")
     if gate not in GATES[model.model]:
-        raise ValueError(f"--gate {gate!r} does not exist in a {model.model.upper()} — choose "
-                         f"one of {', '.join(GATES[model.model])}")  # fmt: skip
+        raise UsageError(
+            f"--gate {gate!r} does not exist in a {model.model.upper()}",
+            f"choose one of {', '.join(GATES[model.model])}",
+        )
     ids = vocab.encode(text)
     if vocab.lines_mode:  # read as <bos> + text, as in training; drop the <bos> step
         ids = np.concatenate([[vocab.bos_id], ids])
@@ -255,29 +315,62 @@ def visualize(run_dir, text: str, *, units=None, gate: str = "h", layer: int = -
         units = [int(u) for u in np.argsort(-values.std(axis=0), kind="stable")[: min(top, H)]]
     bad = [u for u in units if not 0 <= u < H]
     if bad or not units:
-        raise ValueError(f"--units must be indices in [0, {H}) (hidden size {H}), got {units}")
+        raise UsageError(
+            f"--units must be indices in [0, {H}) (hidden size {H}), got {units}",
+            f"pass unit indices below {H}",
+        )
     z = logits - logits.max(axis=1, keepdims=True)
     probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)  # (T, V)
-    top3 = [[(_token(vocab, int(i)), float(p[i])) for i in np.argsort(-p, kind="stable")[:3]]
-            for p in probs]  # fmt: skip
-    title = (f"{Path(run_dir).name}: {model.model.upper()} layer {layer % model.num_layers}, "
-             f"{gate} of units {', '.join(map(str, units))}")  # fmt: skip
+    top3 = [
+        [(_token(vocab, int(i)), float(p[i])) for i in np.argsort(-p, kind="stable")[:3]]
+        for p in probs
+    ]
+    title = (
+        f"{Path(run_dir).name}: {model.model.upper()} layer {layer % model.num_layers}, "
+        f"{gate} of units {', '.join(map(str, units))}"
+    )
     return render_html(text, values, units, gate, top3, title=title)
 
 
 # ----------------------------------------------------------------------------- loss curves
 
 
-def plot_log(records: list, path, *, title: str = "") -> None:
-    """train_loss / val_loss (and val_accuracy, if logged) against step, as a PNG."""
-    curves = {k: [(r["step"], r[k]) for r in records
-                  if isinstance(r.get("step"), int) and isinstance(r.get(k), int | float)]
-              for k in ("train_loss", "val_loss", "val_accuracy")}  # fmt: skip
+def _number(v) -> bool:
+    return not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+
+
+def plot_log(records: list, path, *, title: str = "", required: bool = False) -> bool:
+    """train_loss / val_loss (and val_accuracy, if logged) against step, as a PNG.
+
+    ``log.jsonl`` is not checksummed: entries that are not ``{step: int, key: number}``
+    are skipped. Returns False (writing nothing) when there is nothing to draw or no
+    matplotlib; with ``required`` those are a :class:`UsageError` instead.
+    """
+    curves = {
+        k: [
+            (r["step"], r[k])
+            for r in records
+            if isinstance(r, dict)
+            and isinstance(r.get("step"), int)
+            and not isinstance(r.get("step"), bool)
+            and _number(r.get(k))
+        ]
+        for k in ("train_loss", "val_loss", "val_accuracy")
+    }
     if not (curves["train_loss"] or curves["val_loss"]):
-        raise ValueError("the log holds no evaluation with train_loss or val_loss — train "
-                         "for at least --eval-every steps first")  # fmt: skip
-    plt = import_pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+        if required:
+            raise UsageError(
+                "the log holds no evaluation with train_loss or val_loss",
+                "train for at least --eval-every steps first",
+            )
+        return False
+    try:
+        fig = new_figure(figsize=(6.5, 4))
+    except UsageError:
+        if required:
+            raise
+        return False
+    ax = fig.add_subplot()
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         if curves[key]:
             ax.plot(*zip(*curves[key], strict=True), marker=".", label=f"{label} loss")
@@ -287,8 +380,12 @@ def plot_log(records: list, path, *, title: str = "") -> None:
     handles, labels = ax.get_legend_handles_labels()
     if curves["val_accuracy"]:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*curves["val_accuracy"], strict=True), color="tab:green", marker=".",
-                 label="validation accuracy")  # fmt: skip
+        ax2.plot(
+            *zip(*curves["val_accuracy"], strict=True),
+            color="tab:green",
+            marker=".",
+            label="validation accuracy",
+        )
         ax2.set_ylabel("accuracy")
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2
@@ -296,71 +393,38 @@ def plot_log(records: list, path, *, title: str = "") -> None:
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return True
 
 
-# ----------------------------------------------------------------------------- command line
+# ----------------------------------------------------------------------------- commands
 
 
-def _units(text: str) -> list[int]:
-    try:
-        return [int(u) for u in text.split(",") if u.strip()]
-    except ValueError:
-        msg = f"expected comma-separated integers, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
-def main_viz(argv=None) -> int:
+def cmd_viz(opts, given: set) -> int:
     """``nprnn viz DIR --text ... [--units] [--gate] [--layer] [--top] [--out]``."""
-    p = make_parser(
-        "nprnn viz",
-        "Show, character by character, hidden units (or gates) of "
-        "a trained character language model as a self-contained HTML page.",
+    page = visualize(
+        opts.dir,
+        opts.text,
+        units=opts.units,
+        gate=opts.gate,
+        layer=opts.layer,
+        top=opts.top,
+        which=opts.checkpoint,
     )
-    a = p.add_argument
-    a("dir", metavar="DIR", help="run directory written by nprnn train")
-    a("--text", required=True, help="the text to read")
-    a("--units", type=_units, help="comma-separated unit indices (default: the most varying)")
-    a(
-        "--gate",
-        default="h",
-        choices=("h", "c", "i", "f", "g", "o", "r", "z", "n"),
-        help="what to show: state h, LSTM cell c / gates i f g o, GRU gates r z n",
-    )
-    a("--layer", type=int, default=-1, help="which layer (negative: from the last)")
-    a("--top", type=int, default=8, help="without --units: how many units to show")
-    a("--checkpoint", choices=("best", "last"), default="best", help="which weights")
-    a("--out", default="viz.html", help="HTML file to write")
-    args = p.parse_args(argv)
-    if args.top < 1:
-        raise ValueError(f"--top must be >= 1, got {args.top}")
-    page = visualize(args.dir, args.text, units=args.units, gate=args.gate, layer=args.layer,
-                     top=args.top, which=args.checkpoint)  # fmt: skip
-    Path(args.out).write_text(page, encoding="utf-8")
-    print(f"wrote {args.out}")
+    Path(opts.out).write_text(page, encoding="utf-8")
+    print(f"wrote {opts.out}")
     return 0
 
 
-def main_plot(argv=None) -> int:
+def cmd_plot(opts, given: set) -> int:
     """``nprnn plot DIR [--out FILE.png]``: the loss curves of a run's ``log.jsonl``."""
-    from .checkpoint import RunDir
+    from .runs import RunDir
 
-    p = make_parser(
-        "nprnn plot",
-        "Plot the training and validation loss of a run against "
-        "the step (from its log.jsonl) as a PNG.",
-    )
-    p.add_argument("dir", metavar="DIR", help="run directory (holds log.jsonl)")
-    p.add_argument("--out", help="PNG to write (default: DIR/loss.png)")
-    args = p.parse_args(argv)
-    run = RunDir(Path(args.dir))
+    run = RunDir(Path(opts.dir))
     if not run.log_path.is_file():
-        raise ValueError(f"no log.jsonl in {args.dir} — pass the --out directory of a "
-                         "training run")  # fmt: skip
-    out = args.out or str(run.path / "loss.png")
-    plot_log(run.read_log(), out, title=run.path.name)
+        raise UsageError(
+            f"no log.jsonl in {opts.dir}", "pass the --out directory of a training run"
+        )
+    out = opts.out or str(run.path / "loss.png")
+    plot_log(run.read_log(), out, title=run.path.name, required=True)
     print(f"wrote {out}")
     return 0
-
-
-main = main_viz

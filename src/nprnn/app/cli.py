@@ -1,0 +1,187 @@
+"""The ``nprnn`` command line: train, sample, eval, task, predict, viz, plot, bench, repair.
+
+Each command's options are declared in :mod:`.options`; this module picks the command,
+parses its options, limits the BLAS threads, runs it and turns every error into the
+documented exit status. Exit status: 0 success; 2 bad input — a missing, empty or
+undecodable file, a bad option, a corrupted or foreign run, unseen characters, an
+unwritable or occupied ``--out``, a step that would not fit in memory — reported as ONE
+line on stderr, ``nprnn: error: what is wrong — what to do``, with nothing overwritten;
+3 training diverged (the last good checkpoint is kept; resume with a lower ``--lr``);
+130 interrupted by Ctrl-C (a checkpoint of the current step is saved; continue with
+``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import options as O
+from .declare import parse
+from .errors import AppError, CheckpointError, UsageError
+
+__all__ = ["main", "set_blas_threads", "COMMANDS"]
+
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+
+# name -> (help, module, function that picks (options class, prog, handler) from argv)
+COMMANDS = {
+    "train": "train a character language model (--task classify: a sequence classifier)",
+    "sample": "generate text from a trained run",
+    "eval": "score a text with a trained run (or a classifier on labelled lines)",
+    "task": "long-range memory tasks: adding, copy, grad-norms",
+    "predict": "label probabilities from a classifier run",
+    "viz": "HTML page of a model's activations, character by character",
+    "plot": "training and validation loss of a run (PNG)",
+    "bench": "time the layers against PyTorch",
+    "repair": "rewrite a run's damaged config.json / weight copies from its checkpoint",
+}
+
+
+def _resolve(argv: list[str]):
+    """``(options class, prog, handler, argv for the options)`` of the command in argv."""
+    cmd, rest = argv[0], argv[1:]
+    if cmd == "train":
+        pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+        pre.add_argument("--task")
+        task = pre.parse_known_args(rest)[0].task
+        if task == "classify":
+            from .classify import cmd_train
+
+            return O.TrainClassifier, "nprnn train --task classify", cmd_train, rest
+        from .lmcli import cmd_train
+
+        return O.TrainLM, "nprnn train", cmd_train, rest
+    if cmd == "task":
+        from . import gradnorms, tasks
+
+        names = {"adding": O.TaskAdding, "copy": O.TaskCopy, "grad-norms": O.GradNorms}
+        if not rest or rest[0] not in names:
+            if rest and rest[0] in ("-h", "--help"):
+                print(
+                    "usage: nprnn task {adding,copy,grad-norms} [options]; "
+                    "nprnn task NAME --help lists a task's options"
+                )
+                raise SystemExit(0)
+            raise UsageError(
+                f"nprnn task needs one of {', '.join(names)}, got "
+                f"{rest[0] if rest else 'nothing'!r}",
+                "see 'nprnn task adding --help'",
+            )
+        handler = gradnorms.cmd_grad_norms if rest[0] == "grad-norms" else tasks.cmd_train
+        return names[rest[0]], f"nprnn task {rest[0]}", handler, rest[1:]
+    if cmd == "eval":
+        from .classify import is_classifier_run
+
+        if any(is_classifier_run(a) for a in rest if not a.startswith("-")):
+            from .classify import cmd_eval
+
+            return O.Eval, "nprnn eval", cmd_eval, rest
+    if cmd in ("sample", "eval", "repair"):
+        from . import lmcli
+
+        handler = {"sample": lmcli.cmd_sample, "eval": lmcli.cmd_eval, "repair": lmcli.cmd_repair}[
+            cmd
+        ]
+        return (
+            {"sample": O.Sample, "eval": O.Eval, "repair": O.Repair}[cmd],
+            f"nprnn {cmd}",
+            handler,
+            rest,
+        )
+    if cmd == "predict":
+        from .classify import cmd_predict
+
+        return O.Predict, "nprnn predict", cmd_predict, rest
+    if cmd in ("viz", "plot"):
+        from . import viz
+
+        return (
+            (O.Viz, "nprnn viz", viz.cmd_viz, rest)
+            if cmd == "viz"
+            else (O.Plot, "nprnn plot", viz.cmd_plot, rest)
+        )
+    from . import bench
+
+    return O.Bench, "nprnn bench", bench.cmd_bench, rest
+
+
+def _top_help() -> str:
+    lines = [
+        "usage: nprnn {" + ",".join(COMMANDS) + "} ...",
+        "",
+        "Recurrent networks in NumPy: character language models, sequence classifiers, "
+        "long-range memory tasks.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "nprnn COMMAND --help lists a command's options."]
+    return "\n".join(lines)
+
+
+def set_blas_threads(n: int) -> bool:
+    """Limit NumPy's BLAS to ``n`` threads (via threadpoolctl).
+
+    One recurrent step multiplies small matrices, where BLAS threads cost more than they
+    give: one thread is several times faster on a busy machine.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n, user_api="blas")
+    return True
+
+
+def _render(e: BaseException) -> str:
+    if isinstance(e, AppError):
+        fix = e.fix or (
+            "the run directory is damaged or foreign; restore it or retrain"
+            if isinstance(e, CheckpointError)
+            else "check the command's options (nprnn --help)"
+        )
+        return f"{e.what} — {fix}"
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.strerror or e} ({e.filename}) — check the path and its permissions"
+    msg = " ".join(str(e).split()) or type(e).__name__
+    return f"{msg} — check the command's options (nprnn --help)"
+
+
+def main(argv=None) -> int:
+    """Run ``nprnn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            print(_top_help())
+            return 0 if argv else EXIT_USAGE
+        if argv[0] not in COMMANDS:
+            raise UsageError(
+                f"unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})",
+                "see 'nprnn --help'",
+            )
+        cls, prog, handler, rest = _resolve(argv)
+        opts, given = parse(cls, rest, prog)
+        if argv[0] != "bench":  # bench sets threads itself (--threads)
+            n = getattr(opts, "threads", 1)
+            if n:
+                set_blas_threads(n)
+        return handler(opts, given)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except KeyboardInterrupt:  # outside the training loop (which handles its own)
+        print("nprnn: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError as e:  # a model or batch too large for this machine
+        detail = f" ({' '.join(str(e).split())})" if str(e) else ""
+        print(
+            f"nprnn: error: out of memory{detail} — use a smaller model or batch (--hidden, "
+            "--layers, --batch-size, --seq-len, --n)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except (AppError, ValueError, TypeError, OSError) as e:
+        print(f"nprnn: error: {_render(e)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The README's option tables are derived from the declarations in ``nprnn.app.options``,
+and every option of every command has a help text (issue 12, deliver 2; finding 9)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from nprnn.app import options
+from nprnn.app.declare import build_parser
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+COMMANDS = [options.TrainLM, options.TrainClassifier, options.TaskAdding, options.TaskCopy,
+            options.GradNorms, options.Sample, options.Eval, options.Predict, options.Viz,
+            options.Plot, options.Bench, options.Repair]  # fmt: skip
+
+
+def test_the_readme_tables_match_the_declarations():
+    text = README.read_text(encoding="utf-8")
+    for title in options.README_TABLES:
+        assert f"<!-- options: {title} -->" in text, title
+    assert options.readme_tables(text) == text, (
+        "the README's option tables are stale: run python -m nprnn.app.options README.md"
+    )
+
+
+@pytest.mark.parametrize("cls", COMMANDS, ids=lambda c: c.__name__)
+def test_every_option_has_help(cls):
+    for f in fields(cls):
+        assert f.metadata["help"].strip(), f"{cls.__name__}.{f.name} has no help"
+    parser = build_parser(cls, "nprnn x")
+    for action in parser._actions:
+        assert action.help, action.dest
+    assert parser.description
+
+
+@pytest.mark.parametrize("cls", COMMANDS, ids=lambda c: c.__name__)
+def test_defaults_parse_with_their_own_parser(cls):
+    """A declared default is a value the option itself accepts (help shows it)."""
+    for f in fields(cls):
+        m = f.metadata
+        default = f.default if f.default_factory is None or f.default is not None else None
+        if m["choices"] is not None and isinstance(default, str):
+            assert default in m["choices"], f.name
+        elif isinstance(m["type"], options.Num) and default is not None:
+            assert m["type"].ok(default), f.name
