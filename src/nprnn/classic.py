@@ -386,7 +386,7 @@ def _rnn_cell_backward(da_next, dz_t, step):
     dWya = dz_t @ a_next.T  # (n_y, n_a)
     dBy = dz_t.sum(axis=1, keepdims=True)
     da_total = da_next + Wya.T @ dz_t  # (n_a, m)
-    dtanh = ref.rnn_tanh_step_backward((da_total.T,), a_next.T)[0].T
+    dtanh = ref.rnn_tanh_step_backward((da_total.T,), (a_next.T,))[0].T
     if mk is not None:
         dtanh *= mk  # no parameter update from PAD columns
     da_prev = Waa.T @ dtanh

@@ -85,8 +85,7 @@ __all__ = ["RNN", "LSTM", "GRU", "IndRNN"]
 class _Recurrent(Module):
     """A stack of one registered cell (``self.cell``); see the module docstring."""
 
-    _cell_name = "rnn_tanh"  # subclasses: the cell of :mod:`nprnn.kernels.cells`
-    _gates = 1  # TODO(merge): the app still reads this; it becomes self.cell.gates
+    cell_name = "rnn_tanh"  # the registered cell (:mod:`nprnn.kernels.cells`) a class runs
 
     def __init__(
         self,
@@ -102,7 +101,7 @@ class _Recurrent(Module):
         rng=None,
     ):
         super().__init__(as_float_dtype(dtype))
-        self.cell = get_cell(self._cell_name)
+        self.cell = get_cell(self.cell_name)
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
@@ -419,7 +418,7 @@ class RNN(_Recurrent):
         rng=None,
     ):
         self.nonlinearity = one_of("nonlinearity", nonlinearity, ("tanh", "relu"))
-        self._cell_name = "rnn_" + self.nonlinearity
+        self.cell_name = "rnn_" + self.nonlinearity
         super().__init__(
             input_size, hidden_size, num_layers, bias=bias, batch_first=batch_first,
             dropout=dropout, bidirectional=bidirectional, dtype=dtype, rng=rng,
@@ -439,8 +438,7 @@ class LSTM(_Recurrent):
     pair may be None (zeros). See :mod:`nprnn.layers` for shapes and padding.
     """
 
-    _cell_name = "lstm"
-    _gates = 4
+    cell_name = "lstm"
 
 
 class GRU(_Recurrent):
@@ -453,8 +451,7 @@ class GRU(_Recurrent):
     ``dx, dh0 = gru.backward(dout, dh_n)``. See :mod:`nprnn.layers` for shapes and padding.
     """
 
-    _cell_name = "gru"
-    _gates = 3
+    cell_name = "gru"
 
 
 class IndRNN(_Recurrent):
@@ -466,4 +463,4 @@ class IndRNN(_Recurrent):
     its reference steps; checked by central differences (torch has no such layer).
     """
 
-    _cell_name = "indrnn"
+    cell_name = "indrnn"

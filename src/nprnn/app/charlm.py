@@ -38,10 +38,10 @@ from nprnn.validation import (
     real_in_range,
 )
 
-__all__ = ["CharLM", "MODELS", "GATES"]
+from .models import MODELS
+from .models import param_shapes as _stack_shapes
 
-MODELS = {"lstm": nprnn.LSTM, "gru": nprnn.GRU, "rnn": nprnn.RNN}
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}  # gate blocks per step: weight rows = G·H
+__all__ = ["CharLM"]
 _CONFIG_KEYS = ("vocab_size", "model", "hidden", "layers", "dropout", "embedding_dim", "dtype")
 
 
@@ -271,13 +271,22 @@ class CharLM(Module):
         return temperature, top_k, banned
 
     def _steps(self, start: np.ndarray, steps: int, draw) -> Iterator[np.ndarray]:
-        """Feed ``start`` (T0, B), then yield ``steps`` drawn ids (B,), each fed back."""
+        """Feed ``start`` (T0, B), then yield ``steps`` drawn ids (B,), each fed back.
+
+        ``start`` runs through the sequence path; then one :meth:`nprnn.LSTM.step` (or
+        GRU/RNN) per character on prepared weights: the first layer's input projection
+        of every token is one table, W_ih E + b_ih (V, G·H), so a step gathers a row of
+        it instead of multiplying, and the head is one small GEMM."""
         logits, state = self.logits(start)
+        table = self.rnn.project(self.embedding.params["weight"])  # (V, G·H)
+        w, b = self.head.params["weight"], self.head.params["bias"]
+        z = logits[-1]  # (B, V)
         for t in range(steps):
-            nxt = draw(logits[-1])  # (B,)
+            nxt = draw(z)  # (B,)
             yield nxt
             if t + 1 < steps:
-                logits, state = self.logits(nxt[None, :], state)
+                h, state = self.rnn.step(projected=table[nxt], state=state)  # (B, H)
+                z = h @ w.T + b
 
     def generate(
         self,
@@ -371,16 +380,12 @@ class CharLM(Module):
 def _param_shapes(c: dict, layers: int) -> dict:
     """Parameter shapes of a checked config ``c`` (see ``CharLM._checked_config``)."""
     V, E, H = c["vocab_size"], c["embedding_dim"], c["hidden"]
-    GH = GATES[c["model"]] * H
-    shapes = {"embedding.weight": (V, E)}
-    for k in range(layers):
-        shapes[f"rnn.weight_ih_l{k}"] = (GH, E if k == 0 else H)
-        shapes[f"rnn.weight_hh_l{k}"] = (GH, H)
-        shapes[f"rnn.bias_ih_l{k}"] = (GH,)
-        shapes[f"rnn.bias_hh_l{k}"] = (GH,)
-    shapes["head.weight"] = (V, H)
-    shapes["head.bias"] = (V,)
-    return shapes
+    return {
+        "embedding.weight": (V, E),
+        **_stack_shapes(c["model"], E, H, layers),
+        "head.weight": (V, H),
+        "head.bias": (V,),
+    }
 
 
 def _draw(logits: np.ndarray, temperature: float, top_k, banned, rng) -> np.ndarray:

@@ -40,9 +40,10 @@ from nprnn.validation import (
     real_in_range,
 )
 
-from .charlm import GATES, MODELS
 from .errors import DataError
 from .lm import bundled_path
+from .models import MODELS
+from .models import param_shapes as _stack_shapes
 from .text import Vocab, read_text
 
 __all__ = [
@@ -202,18 +203,9 @@ class SeqClassifier(Module):
         V, C, H = (positive_int(k, cfg[k]) for k in ("vocab_size", "n_labels", "hidden"))
         L = positive_int("layers", cfg["layers"])
         E = positive_int("embedding_dim", cfg.get("embedding_dim") or H)
-        D, GH = (
-            (2 if cfg["bidirectional"] else 1),
-            GATES[one_of("model", cfg["model"], tuple(MODELS))] * H,
-        )
-        shapes = {"embedding.weight": (V, E)}
-        for k in range(L):
-            for d in range(D):
-                sfx = f"_l{k}" + ("_reverse" if d else "")
-                shapes[f"rnn.weight_ih{sfx}"] = (GH, E if k == 0 else D * H)
-                shapes[f"rnn.weight_hh{sfx}"] = (GH, H)
-                shapes[f"rnn.bias_ih{sfx}"] = (GH,)
-                shapes[f"rnn.bias_hh{sfx}"] = (GH,)
+        D = 2 if cfg["bidirectional"] else 1
+        model = one_of("model", cfg["model"], tuple(MODELS))
+        shapes = {"embedding.weight": (V, E), **_stack_shapes(model, E, H, L, directions=D)}
         shapes["head.weight"], shapes["head.bias"] = (C, D * H), (C,)
         return shapes
 
@@ -270,7 +262,10 @@ class SeqClassifier(Module):
         dh_n = np.zeros((D * L, B, H), dtype=self.dtype)
         for d in range(D):
             dh_n[(L - 1) * D + d] = dfeat[:, d * H : (d + 1) * H]
-        dx, _ = self.rnn.backward(None, (dh_n, None) if self.model == "lstm" else dh_n)
+        n_states = len(self.rnn.cell.states)  # the LSTM's c gets no gradient from the head
+        dx, _ = self.rnn.backward(
+            None, dh_n if n_states == 1 else (dh_n,) + (None,) * (n_states - 1)
+        )
         self.embedding.backward(dx)
 
     def loss_and_grad(self, ids, mask, labels) -> tuple[float, float]:

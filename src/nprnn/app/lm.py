@@ -192,7 +192,7 @@ class LMObjective(Objective):
         if not arrays:
             return None
         m = self.model
-        want = 2 if m.model == "lstm" else 1
+        want = len(m.rnn.cell.states)
         if self.mode != "stream" or len(arrays) != want:
             raise ValueError(
                 f"{len(arrays)} carried state arrays (expected {want} in stream "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from .errors import UsageError
+from .models import cell_of
 
 __all__ = ["step_bytes", "params_bytes", "available_bytes", "check_fits", "fmt_bytes", "MARGIN"]
 
@@ -40,7 +41,9 @@ def step_bytes(*, cell: str, hidden: int, layers: int, T: int, B: int, input_siz
     of B sequences of T steps (``classes_per_step``: output classes at every step, 0
     when the output is per sequence), plus the step's temporaries that scale with the
     ``n_params`` parameters (weight copies, gradient pieces) and a fixed 1 MB."""
-    per = directions * hidden * (_FIRST[cell] + _MORE[cell] * (layers - 1))
+    G = cell_of(cell).gates  # a cell not measured here: a generous bound from its gates
+    first, more = _FIRST.get(cell, 4.0 * (G + 3)), _MORE.get(cell, 2.0 * (G + 3))
+    per = directions * hidden * (first + more * (layers - 1))
     per += input_size + _PER_CLASS * classes_per_step
     return int(MARGIN * itemsize * (T * B * per + _PARAM_TEMPS * n_params)) + 2**20
 

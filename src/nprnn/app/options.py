@@ -24,6 +24,7 @@ from .declare import (
     name_list,
     option,
 )
+from .models import MODELS
 
 __all__ = [
     "TrainLM",
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
-CELLS = ("lstm", "gru", "rnn")
+CELLS = tuple(MODELS)  # the cells the toolkit offers (models.py)
 README_TABLES = {"train": "TrainLM", "train --task classify": "TrainClassifier"}
 
 

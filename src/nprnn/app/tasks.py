@@ -45,12 +45,12 @@ from nprnn.validation import as_float_dtype, as_rng, one_of, positive_int
 
 from . import commands
 from . import options as O
-from .charlm import MODELS
 from .declare import stored
 from .errors import UsageError
 from .files import jsonable_rng_state, load_rng
 from .load import VERSIONS
 from .memory import check_fits, params_bytes, step_bytes
+from .models import MODELS
 from .train import LoopOptions, Objective, Trainer
 
 __all__ = [

@@ -11,7 +11,8 @@ A :class:`Cell` says everything the rest of nprnn needs to know about a recurren
 - ``kernel``: the driver's fast element-wise step (:mod:`nprnn.kernels.fast`), or None:
   the driver then runs ``step``/``step_backward`` themselves (slower, same results);
 - ``gate_names``: names of the G gate blocks, in the weights' row order (for the
-  activation view); ``torch``: the ``torch.nn`` class with the same equations, if any.
+  activation view), and ``unit_gates``: those valued in [0, 1] (the sigmoids);
+  ``torch``: the ``torch.nn`` class with the same equations, if any.
 
 The layers, the char-LM, the classifier, the tasks, the activation view and the bench
 read these fields instead of testing for a cell's name. Adding a cell is one
@@ -84,6 +85,7 @@ class Cell:
     recurrence: Recurrence = MATRIX
     kernel: object = None
     torch: str | None = None
+    unit_gates: tuple = ()
 
     def param_shapes(self, input_size: int, hidden_size: int, bias: bool = True) -> dict:
         """``{weight_ih: (G·H, F), weight_hh: ..., bias_ih: (G·H,), bias_hh: (G·H,)}``."""
@@ -131,11 +133,11 @@ RNN_RELU = register(
 )  # fmt: skip
 LSTM = register(
     Cell("lstm", 4, ("h", "c"), ref.lstm_step, ref.lstm_step_backward, ("i", "f", "g", "o"),
-         kernel=fast.LSTM, torch="LSTM")
+         kernel=fast.LSTM, torch="LSTM", unit_gates=("i", "f", "o"))
 )  # fmt: skip
 GRU = register(
     Cell("gru", 3, ("h",), ref.gru_step, ref.gru_step_backward, ("r", "z", "n"),
-         kernel=fast.GRU, torch="GRU")
+         kernel=fast.GRU, torch="GRU", unit_gates=("r", "z"))
 )  # fmt: skip
 
 # The example of a new cell: h' = relu(W_ih x + b_ih + w_hh ⊙ h + b_hh), one recurrent

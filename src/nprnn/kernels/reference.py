@@ -1,7 +1,7 @@
 """The reference cells: one step forward and one step backward, as the equations read.
 
-Batch-major arrays, PyTorch's gate order, plain sigmoids, no permuted or halved
-weights. Each cell is two functions::
+Batch-major arrays, PyTorch's gate order, no permuted or halved weights. Each cell is
+two functions::
 
     new_state, saved = step(gi, gh, state)
     dgi, dgh, dprev = step_backward(dnew, saved)
@@ -11,6 +11,9 @@ weights. Each cell is two functions::
 - ``state`` / ``new_state``: a tuple of (B, H) arrays, ``(h,)`` or ``(h, c)``;
 - ``dnew``: ∂L/∂new_state, one (B, H) array per state (the total: from the output and
   from the next step);
+- ``saved``: a tuple that starts with the G gate activations, in the order of the
+  cell's ``gate_names`` (what the activation view shows), then whatever else the
+  backward reads;
 - ``dgi``, ``dgh``: ∂L/∂gi and ∂L/∂gh; ``dprev``: the part of ∂L/∂state that does not
   go through gh, one entry per state, None where it is 0. The caller adds
   ``dgh W_hh`` to dprev[0]: the recurrence is the caller's (a matrix, or the diagonal
@@ -60,11 +63,12 @@ def _gates(a, n):
 def rnn_tanh_step(gi, gh, state):
     """h' = tanh(gi + gh)."""
     h = np.tanh(gi + gh)
-    return (h,), h
+    return (h,), (h,)
 
 
-def rnn_tanh_step_backward(dnew, h):
+def rnn_tanh_step_backward(dnew, saved):
     """da = dh' ⊙ (1 − h'²); the pre-activation feeds gi and gh alike."""
+    (h,) = saved
     da = dnew[0] * (1 - h * h)
     return da, da, (None,)
 
@@ -72,11 +76,12 @@ def rnn_tanh_step_backward(dnew, h):
 def rnn_relu_step(gi, gh, state):
     """h' = max(gi + gh, 0)."""
     h = np.maximum(gi + gh, 0)
-    return (h,), h
+    return (h,), (h,)
 
 
-def rnn_relu_step_backward(dnew, h):
+def rnn_relu_step_backward(dnew, saved):
     """da = dh' ⊙ [h' > 0]."""
+    (h,) = saved
     da = dnew[0] * (h > 0)
     return da, da, (None,)
 
