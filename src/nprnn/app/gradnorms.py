@@ -27,48 +27,37 @@ __all__ = ["state_grad_norms", "gradient_norms", "plot_grad_norms", "cmd_grad_no
 
 
 def state_grad_norms(net: TaskNet, x, y) -> dict:
-    """Exact ‖∂L/∂h_t‖ (and, for the LSTM, ‖∂L/∂c_t‖) for t = 0..T−1, L the adding MSE.
+    """Exact ‖∂L/∂s_t‖ for each state s of the cell (h; for the LSTM also c), t = 0..T−1,
+    L the adding MSE.
 
-    Runs the layer's weights step by step through the functional kernels (see the
-    module docstring). Returns ``{"h": (T,), ["c": (T,)], "dh0": (B, H), "grads": {...}}``
-    where ``dh0`` = ∂L/∂h_{−1} (the initial state) and ``grads`` the summed parameter
-    gradients of the step-wise backward (they equal the whole-sequence ones).
+    Runs the layer's weights step by step through :func:`nprnn.functional.sequence_forward`
+    (see the module docstring), for any registered cell. Returns ``{"h": (T,), ["c":
+    (T,)], "dh0": (B, H), "grads": {...}}`` where ``dh0`` = ∂L/∂h_{−1} (the initial
+    state) and ``grads`` the summed parameter gradients of the step-wise backward (they
+    equal the whole-sequence ones).
     """
     rnn = net.rnn
+    cell = rnn.cell
     w = [rnn.params[n] for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
     T, B, _ = x.shape
-    lstm = net.model == "lstm"
-    h = np.zeros((B, rnn.hidden_size), dtype=x.dtype)
-    c, caches = (h.copy() if lstm else None), []
+    state = [np.zeros((B, rnn.hidden_size), dtype=x.dtype) for _ in cell.states]
+    caches = []
     for t in range(T):  # forward, one step per kernel call
-        if lstm:
-            _, (h, c), cache = F.lstm_forward(x[t : t + 1], h, c, *w)
-        elif net.model == "gru":
-            _, h, cache = F.gru_forward(x[t : t + 1], h, *w)
-        else:
-            _, h, cache = F.rnn_forward(x[t : t + 1], h, *w, nonlinearity=rnn.nonlinearity)
+        _, state, cache = F.sequence_forward(cell, x[t : t + 1], state, w)
         caches.append(cache)
-    pred = net.head(h)[:, 0]  # (B,)
+    pred = net.head(state[0])[:, 0]  # (B,)
     dh = net.head.backward(((2.0 / B) * (pred - y))[:, None])  # ∂L/∂h_{T−1}, (B, H)
     net.head.zero_grad()
-    dc = np.zeros_like(dh) if lstm else None
-    norms_h, norms_c = np.empty(T), np.empty(T)
+    dstate = [dh] + [np.zeros_like(dh) for _ in cell.states[1:]]
+    norms = {n: np.empty(T) for n in cell.states}
     grads = {}
     for t in range(T - 1, -1, -1):  # backward, one step per kernel call
-        norms_h[t] = np.linalg.norm(dh)
-        if lstm:
-            norms_c[t] = np.linalg.norm(dc)
-            _, (dh, dc), g = F.lstm_backward(None, (dh, dc), caches[t])
-        elif net.model == "gru":
-            _, dh, g = F.gru_backward(None, dh, caches[t])
-        else:
-            _, dh, g = F.rnn_backward(None, dh, caches[t])
+        for n, d in zip(cell.states, dstate, strict=True):
+            norms[n][t] = np.linalg.norm(d)
+        _, dstate, g = F.sequence_backward(None, dstate, caches[t])
         for k, v in g.items():
             grads[k] = grads[k] + v if k in grads else v
-    out = {"h": norms_h, "dh0": dh, "grads": grads}
-    if lstm:
-        out["c"] = norms_c
-    return out
+    return {**norms, "dh0": dstate[0], "grads": grads}
 
 
 def gradient_norms(

@@ -16,9 +16,10 @@ a last row shows the top prediction after each character (a space is drawn ␣, 
 and the end-of-line token ⏎). Without ``--units`` the ``--top`` units whose value
 varies most (standard deviation over the text) are shown.
 
-The activations are recomputed from the run's weights by a plain step-by-step NumPy
-loop (:func:`trace`) with PyTorch's cell equations, batch 1, float64; the tests check
-that its h and logits agree with the model's own forward.
+The activations are recomputed from the run's weights by the cell's reference steps
+(:func:`trace`), batch 1, float64; the tests check that its h and logits agree with the
+model's own forward. What can be shown, and which gates lie in [0, 1], comes from the
+cell's description (:mod:`nprnn.kernels.cells`).
 
 The page has a colour legend (the scale from −1 to +1 and what the values mean for the
 chosen gate), and each character is drawn in white on dark backgrounds and in black on
@@ -49,6 +50,8 @@ __all__ = [
     "load_charlm",
     "visualize",
     "render_html",
+    "scale_of",
+    "shown",
     "plot_log",
     "new_figure",
     "preload_matplotlib",
@@ -56,8 +59,6 @@ __all__ = [
     "cmd_plot",
 ]
 
-GATES = {"rnn": ("h",), "lstm": ("h", "c", "i", "f", "g", "o"), "gru": ("h", "r", "z", "n")}
-SIGMOID_GATES = ("i", "f", "o", "r", "z")
 _SHOW = {" ": "␣", "\n": "⏎", "\t": "⇥", "<eos>": "⏎"}  # how characters are drawn
 _PLOT_FIX = "install the plotting extra: pip install 'nprnn[plot]'"
 
@@ -127,58 +128,47 @@ def load_charlm(run_dir, *, which: str = "best"):
     return loaded.model.eval(), loaded.vocab, loaded.config
 
 
-def _sigmoid(a):
-    return 0.5 * np.tanh(0.5 * a) + 0.5
+def shown(cell) -> tuple:
+    """What the page can show for a cell: its states, then its gates (by name)."""
+    return cell.states + tuple(g for g in cell.gate_names if g not in cell.states)
 
 
 def trace(model, ids, *, layer: int = -1) -> dict:
-    """Every step's state and gates of one layer, and the logits, for one sequence.
+    """Every step's states and gates of one layer, and the logits, for one sequence.
 
-    ``model`` is a :class:`~nprnn.charlm.CharLM` (eval mode: no dropout); ``ids`` (T,)
-    int. Returns ``{"h": (T, H), ["c", "i", "f", "g", "o" | "r", "z", "n"]: (T, H),
-    "logits": (T, V)}`` for ``layer`` (negative counts from the last). Equations
-    (PyTorch's): LSTM i, f, o = σ, g = tanh of W_ih x + b_ih + W_hh h + b_hh, c' = f c +
-    i g, h' = o tanh(c'); GRU r, z = σ(·), n = tanh(W_in x + b_in + r (W_hn h + b_hn)),
-    h' = (1 − z) n + z h; RNN h' = act(W_ih x + b_ih + W_hh h + b_hh).
+    ``model`` is a :class:`~nprnn.app.charlm.CharLM` (eval mode: no dropout); ``ids``
+    (T,) int. Returns ``{name: (T, H)}`` for each of :func:`shown` (LSTM: h, c, i, f, g,
+    o; GRU: h, r, z, n; RNN: h) of ``layer`` (negative counts from the last), and
+    ``"logits"`` (T, V). Each step is the cell's reference step
+    (:mod:`nprnn.kernels.reference`), batch 1, in float64: gi = W_ih x + b_ih,
+    gh = W_hh h + b_hh, ``new_state, saved = cell.step(gi, gh, state)``, where ``saved``
+    starts with the gate activations.
     """
-    rnn, kind, L = model.rnn, model.model, model.num_layers
+    rnn, L = model.rnn, model.num_layers
     if not -L <= layer < L:
         raise UsageError(
             f"--layer must lie in [{-L}, {L}), got {layer} ({L} layer(s))",
             f"pass a layer from {-L} to {L - 1}",
         )
     layer %= L
+    cell = rnn.cell
     ids = np.asarray(ids, dtype=np.int64)
     x = model.embedding.params["weight"].astype(np.float64)[ids]  # (T, E)
     T, H = len(ids), rnn.hidden_size
     for k in range(layer + 1):
-        p = {n: rnn.params[f"{n}_l{k}"].astype(np.float64) for n in ("weight_ih", "weight_hh")}
-        b_ih = rnn.params.get(f"bias_ih_l{k}", np.zeros(len(p["weight_ih"])))
-        b_hh = rnn.params.get(f"bias_hh_l{k}", np.zeros(len(p["weight_hh"])))
-        gi = x @ p["weight_ih"].T + b_ih  # (T, G·H)
-        rec = {n: np.zeros((T, H)) for n in GATES[kind]}
-        h, c = np.zeros(H), np.zeros(H)
+        p = {n: a.astype(np.float64) for n, a in rnn.params.items() if n.endswith(f"_l{k}")}
+        w_ih, w_hh = p[f"weight_ih_l{k}"], p[f"weight_hh_l{k}"]
+        b_hh = p.get(f"bias_hh_l{k}", 0.0)
+        gi = x @ w_ih.T + p.get(f"bias_ih_l{k}", 0.0)  # (T, G·H)
+        rec = {n: np.zeros((T, H)) for n in shown(cell)}
+        state = tuple(np.zeros((1, H)) for _ in cell.states)
         for t in range(T):
-            gh = p["weight_hh"] @ h + b_hh  # (G·H,)
-            if kind == "lstm":
-                a = gi[t] + gh
-                i, f, o = _sigmoid(a[:H]), _sigmoid(a[H : 2 * H]), _sigmoid(a[3 * H :])
-                g = np.tanh(a[2 * H : 3 * H])
-                c = f * c + i * g
-                h = o * np.tanh(c)
-                vals = {"h": h, "c": c, "i": i, "f": f, "g": g, "o": o}
-            elif kind == "gru":
-                r = _sigmoid(gi[t, :H] + gh[:H])
-                z = _sigmoid(gi[t, H : 2 * H] + gh[H : 2 * H])
-                n = np.tanh(gi[t, 2 * H :] + r * gh[2 * H :])
-                h = (1 - z) * n + z * h
-                vals = {"h": h, "r": r, "z": z, "n": n}
-            else:
-                a = gi[t] + gh
-                h = np.tanh(a) if rnn.nonlinearity == "tanh" else np.maximum(a, 0)
-                vals = {"h": h}
-            for n, v in vals.items():
-                rec[n][t] = v
+            gh = cell.recurrence.step(w_hh, state[0]) + b_hh  # (1, G·H)
+            state, saved = cell.step(gi[t : t + 1], gh, state)
+            for n, v in zip(cell.gate_names, saved, strict=False):  # saved: gates first
+                rec[n][t] = v[0]
+            for n, v in zip(cell.states, state, strict=True):
+                rec[n][t] = v[0]
         x = rec["h"]  # the next layer's input (no dropout in eval mode)
     if layer == L - 1:
         w = model.head.params
@@ -192,11 +182,19 @@ def trace(model, ids, *, layer: int = -1) -> dict:
 # ----------------------------------------------------------------------------- the page
 
 
-def _display(value: np.ndarray, gate: str) -> np.ndarray:
+def scale_of(cell, gate: str) -> str:
+    """How ``gate`` maps onto the colour scale: ``"unit"`` (a gate in [0, 1], shown as
+    2v − 1), ``"tanh"`` (an unbounded state such as the LSTM's c) or ``"signed"`` (as is)."""
+    if gate in cell.unit_gates:
+        return "unit"
+    return "tanh" if gate in cell.states[1:] else "signed"
+
+
+def _display(value: np.ndarray, scale: str) -> np.ndarray:
     """Values mapped onto the colour scale [−1, 1] (see the module docstring)."""
-    if gate in SIGMOID_GATES:
+    if scale == "unit":
         return 2 * value - 1
-    return np.tanh(value) if gate == "c" else value
+    return np.tanh(value) if scale == "tanh" else value
 
 
 def _token(vocab, i: int) -> str:
@@ -205,15 +203,17 @@ def _token(vocab, i: int) -> str:
 
 
 def render_html(
-    text: str, values: np.ndarray, units, gate: str, top3: list, *, title: str = ""
+    text: str, values: np.ndarray, units, gate: str, top3: list, *, title: str = "",
+    scale: str = "signed",
 ) -> str:
     """The HTML page: one row per unit (one ``<span class="ch">`` per character of
     ``text``, coloured by ``values[t, unit]``), then a row of top predictions.
 
-    ``values`` (T, H) with T = len(text); ``top3[t]`` = [(token, prob)] × 3 after char t.
+    ``values`` (T, H) with T = len(text); ``top3[t]`` = [(token, prob)] × 3 after char t;
+    ``scale``: see :func:`scale_of`.
     """
     esc = html.escape
-    shown = _display(values, gate)
+    shown = _display(values, scale)
     rows = []
     for u in units:
         cells = []
@@ -234,12 +234,10 @@ def render_html(
         for t in range(len(text))
     )
     rows.append(f'<div class="row"><span class="lab">next?</span>{preds}</div>')
-    scale = (
-        "2v−1 (0 blue, ½ white, 1 red)"
-        if gate in SIGMOID_GATES
-        else ("tanh(c)" if gate == "c" else "v (−1 blue, 0 white, +1 red)")
+    legend = _legend(gate, scale)
+    scale = {"unit": "2v−1 (0 blue, ½ white, 1 red)", "tanh": f"tanh({gate})"}.get(
+        scale, "v (−1 blue, 0 white, +1 red)"
     )
-    legend = _legend(gate)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title or "nprnn viz")}</title>
 <style>
@@ -262,14 +260,14 @@ the last row shows the most likely next character.</p>
 """
 
 
-def _legend(gate: str) -> str:
+def _legend(gate: str, scale: str) -> str:
     """The colour scale as a row of swatches labelled with the values they stand for."""
-    if gate in SIGMOID_GATES:
+    if scale == "unit":
         labels = [f"{(v + 1) / 2:g}" for v in (-1, -0.5, 0, 0.5, 1)]
         what = f"gate {gate} in [0, 1]"
-    elif gate == "c":
+    elif scale == "tanh":
         labels = ["−∞", "−0.55", "0", "+0.55", "+∞"]
-        what = "cell c, shown as tanh(c)"
+        what = f"state {gate}, shown as tanh({gate})"
     else:
         labels = ["−1", "−0.5", "0", "+0.5", "+1"]
         what = f"{gate} in [−1, 1]"
@@ -299,10 +297,10 @@ def visualize(
     model, vocab, _ = load_charlm(run_dir, which=which)
     if not text:
         raise DataError("--text is empty", "pass some characters to show")
-    if gate not in GATES[model.model]:
+    if gate not in shown(model.rnn.cell):
         raise UsageError(
             f"--gate {gate!r} does not exist in a {model.model.upper()}",
-            f"choose one of {', '.join(GATES[model.model])}",
+            f"choose one of {', '.join(shown(model.rnn.cell))}",
         )
     ids = vocab.encode(text)
     if vocab.lines_mode:  # read as <bos> + text, as in training; drop the <bos> step
@@ -329,7 +327,8 @@ def visualize(
         f"{Path(run_dir).name}: {model.model.upper()} layer {layer % model.num_layers}, "
         f"{gate} of units {', '.join(map(str, units))}"
     )
-    return render_html(text, values, units, gate, top3, title=title)
+    scale = scale_of(model.rnn.cell, gate)
+    return render_html(text, values, units, gate, top3, title=title, scale=scale)
 
 
 # ----------------------------------------------------------------------------- loss curves
