@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from nprnn import functional as F_
-from nprnn.app import bench
+from nprnn.app import bench, benchwork
 
 TINY = [("lstm", 8, 2, 3, "tanh"), ("gru", 6, 3, 2, "tanh"), ("rnn", 5, 2, 4, "relu")]
 
@@ -14,8 +13,8 @@ TINY = [("lstm", 8, 2, 3, "tanh"), ("gru", 6, 3, 2, "tanh"), ("rnn", 5, 2, 4, "r
 def test_rows_are_consistent():
     rows = bench.run(repeat=1, shapes=TINY, notebook=True, torch_=False)
     assert [r["cell"] for r in rows] == ["lstm", "gru", "rnn-relu"]
-    for r, (cell, H, B, T, _) in zip(rows, TINY, strict=True):
-        flops = 6 * bench.GATES[cell] * H * (H + H) * B * T
+    for r, (cell, H, B, T, nl) in zip(rows, TINY, strict=True):
+        flops = 6 * bench.cell_for(cell, nl).gates * H * (H + H) * B * T
         assert np.isclose(r["nprnn_gflops"], flops / r["nprnn_s"] / 1e9)
         assert np.isclose(r["notebook_over_nprnn"], r["notebook_s"] / r["nprnn_s"])
         assert r["elementwise_s"] == max(r["nprnn_s"] - r["floor_s"], 0.0)
@@ -38,54 +37,51 @@ def test_torch_columns():
 def test_json_output(capsys, monkeypatch):
     monkeypatch.setattr(bench, "SHAPES", TINY[:1])
     monkeypatch.setattr(bench, "_gemm_rate", lambda: 1.0)
-    assert bench.main(["--json", "--repeat", "1", "--no-notebook", "--no-torch"]) == 0
+    argv = ["--json", "--repeat", "1", "--no-notebook", "--no-torch", "--no-workloads"]
+    assert bench.main(argv) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["meta"]["repeat"] == 1
-    assert [r["cell"] for r in out["rows"]] == ["lstm"]
+    assert out["meta"]["repeat"] == 1 and out["meta"]["backend"] == "numpy"
+    assert [r["cell"] for r in out["rows"]] == ["lstm"] and out["workloads"] == []
 
 
-def _to_functional(cell, Ws, bs, H):
-    """The notebook's per-gate (H, H + F) weights as PyTorch-layout weight_ih/hh, biases."""
-    w_ih = np.vstack([W[:, H:] for W in Ws])
-    w_hh = np.vstack([W[:, :H] for W in Ws])
-    b = np.concatenate([v[:, 0] for v in bs])
-    if cell == "gru":  # the n gate's bias sits inside r ⊙ (W_hn h + b_hn)
-        b_ih = np.concatenate([b[: 2 * H], np.zeros(H)])
-        b_hh = np.concatenate([np.zeros(2 * H), b[2 * H :]])
-        return w_ih, w_hh, b_ih, b_hh
-    return w_ih, w_hh, b, np.zeros_like(b)
+def test_bench_cells_are_the_registered_ones():
+    assert [bench.cell_for(*a).name for a in [("lstm",), ("gru",), ("rnn", "relu")]] == [
+        "lstm",
+        "gru",
+        "rnn_relu",
+    ]
+    assert bench.cell_for("rnn", "tanh").gates == 1 and bench.cell_for("lstm").gates == 4
 
 
-@pytest.mark.parametrize("cell,nl", [("lstm", "tanh"), ("gru", "tanh"), ("rnn", "tanh"),
-                                     ("rnn", "relu")])  # fmt: skip
-def test_notebook_reference_is_correct(cell, nl):
-    """The bench's notebook algorithm computes the same gradients as the kernels."""
-    rng = np.random.default_rng(1)
-    F, H, B, T = 3, 4, 2, 5
-    G = bench.GATES[cell]
-    x = rng.standard_normal((F, B, T))
-    Ws = [rng.standard_normal((H, H + F)) * 0.5 for _ in range(G)]
-    bs = [rng.standard_normal((H, 1)) * 0.5 for _ in range(G)]
-    da_out = rng.standard_normal((H, B, T))
-    dx, dWs, dbs = bench.notebook_grads(cell, x, Ws, bs, da_out, nl)
-    w_ih, w_hh, b_ih, b_hh = _to_functional(cell, Ws, bs, H)
-    xt = x.transpose(2, 1, 0)  # (T, B, F)
-    dout = da_out.transpose(2, 1, 0)
-    if cell == "lstm":
-        _, _, cache = F_.lstm_forward(xt, None, None, w_ih, w_hh, b_ih, b_hh)
-        dxt, _, g = F_.lstm_backward(dout, None, cache)
-    elif cell == "gru":
-        _, _, cache = F_.gru_forward(xt, None, w_ih, w_hh, b_ih, b_hh)
-        dxt, _, g = F_.gru_backward(dout, None, cache)
-    else:
-        _, _, cache = F_.rnn_forward(xt, None, w_ih, w_hh, b_ih, b_hh, nonlinearity=nl)
-        dxt, _, g = F_.rnn_backward(dout, None, cache)
-    want = _to_functional(cell, dWs, dbs, H)
-    np.testing.assert_allclose(dx.transpose(2, 1, 0), dxt, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(want[0], g["weight_ih"], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(want[1], g["weight_hh"], rtol=1e-10, atol=1e-12)
-    if cell == "gru":
-        np.testing.assert_allclose(want[2][: 2 * H], g["bias_ih"][: 2 * H], rtol=1e-10)
-        np.testing.assert_allclose(want[3][2 * H :], g["bias_hh"][2 * H :], rtol=1e-10)
-    else:
-        np.testing.assert_allclose(want[2], g["bias_ih"], rtol=1e-10, atol=1e-12)
+def test_workload_table():
+    work = [
+        {"workload": "gen", "unit": "chars/s", "nprnn": 5000.0, "torch": 1000.0, "ratio": 5.0},
+        {"workload": "train", "unit": "ms/step", "nprnn": 9.0, "torch": None, "ratio": None},
+    ]
+    assert bench.format_workloads(work).splitlines()[2:] == [
+        "| gen | chars/s | 5000.0 | 1000.0 | 5.00 |",
+        "| train | ms/step | 9.0 | — | — |",
+    ]
+
+
+def test_generation_row_without_torch():
+    row = benchwork.generation(chars=20, repeat=1, torch_=False)
+    assert row["nprnn"] > 0 and row["torch"] is None and row["ratio"] is None
+
+
+def test_torch_train_workload_does_the_same_work():
+    """The torch side of the training row trains the same model on the same batches:
+    after three steps both hold the same weights (float32)."""
+    torch = pytest.importorskip("torch")
+    model, opt, batches = benchwork._train_setup(3)
+    init = model.state_dict()
+    theirs, mods = benchwork._theirs(torch, model, batches)
+    benchwork._ours(model, opt, batches)()
+    theirs()
+    got = {f"{p}.{k}": v.numpy() for p, m in zip(("embedding", "rnn", "head"), mods, strict=True)
+           for k, v in m.state_dict().items()}  # fmt: skip
+    sd = model.state_dict()
+    assert sorted(got) == sorted(sd)
+    assert min(float(np.abs(sd[k] - init[k]).max()) for k in sd) > 1e-3  # both trained
+    for k, v in sd.items():
+        np.testing.assert_allclose(v, got[k], rtol=0, atol=2e-5, err_msg=k)

@@ -644,3 +644,25 @@ def test_step_refuses_what_it_cannot_do():
 def rel_err(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a), np.linalg.norm(b), 1e-300))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_stepper_equals_the_sequence_forward_and_snapshots_the_weights(kind):
+    layer = make(kind, num_layers=2)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((T, B, F))
+    s0 = [rng.standard_normal((2, B, H)) for _ in range(n_states(layer))]
+    with nprnn.no_grad():
+        out, sn = layer(x, pack(layer, s0))
+    gen = layer.stepper(pack(layer, s0))
+    before = layer.state_dict()
+    for p in layer.params.values():
+        p += 1.0  # after the snapshot: the stepper keeps the weights it was made with
+    for t in range(T):
+        assert rel_err(gen.step(x[t]), out[t]) < 1e-12
+    for a, b in zip(unpack(layer, gen.state), unpack(layer, sn), strict=True):
+        assert rel_err(a, b) < 1e-12
+    layer.load_state_dict(before)
+    with pytest.raises(ValueError, match="the input has 1 rows but this stepper holds 4"):
+        gen.step(x[0, :1])
+    assert layer.stepper(batch=3).state[0 if kind == "lstm" else slice(None)].shape[-2] == 3

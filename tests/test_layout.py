@@ -100,7 +100,7 @@ def test_the_app_uses_no_private_library_name():
             if any(p.startswith("_") for p in mod.split(".")):
                 offenders.append(f"{rel}:{node.lineno} imports the private module {mod}")
             for n in names:
-                if n.startswith("_"):
+                if n.startswith("_") and not n.startswith("__"):
                     offenders.append(f"{rel}:{node.lineno} imports the private name {mod}.{n}")
             if isinstance(node, ast.Import):
                 library_aliases.update(a.asname or a.name.split(".")[0] for a in node.names)

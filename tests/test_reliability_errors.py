@@ -267,7 +267,8 @@ CASES = [
     # --- CharLM -------------------------------------------------------------------------
     ("CharLM vocab_size", ValueError, r"^vocab_size must be an integer >= 2, got 1$",
      lambda: CharLM(1)),
-    ("CharLM model", ValueError, r"^model must be one of 'lstm', 'gru', 'rnn', 'indrnn', got 'LSTM'$",
+    ("CharLM model", ValueError,
+     r"^model must be one of 'lstm', 'gru', 'rnn', 'indrnn', got 'LSTM'$",
      lambda: CharLM(5, model="LSTM")),
     ("CharLM from_config", ValueError, r"^model config lacks hidden, dtype$",
      lambda: CharLM.from_config({"vocab_size": 5, "model": "gru", "layers": 1, "dropout": 0,

@@ -79,7 +79,7 @@ from .validation import (
     real_in_range,
 )
 
-__all__ = ["RNN", "LSTM", "GRU", "IndRNN"]
+__all__ = ["RNN", "LSTM", "GRU", "IndRNN", "Stepper"]
 
 
 class _Recurrent(Module):
@@ -348,6 +348,32 @@ class _Recurrent(Module):
                 "reverse direction reads the whole sequence (call the layer on it instead)"
             )
 
+    def _step_input(self, x_t, projected, be, name_x="x_t"):
+        """The checked input of a step: ``(x_t, None)`` or ``(None, projected)``, and B."""
+        if (x_t is None) == (projected is None):
+            raise TypeError("step() takes x_t or projected=, exactly one of them")
+        if projected is not None:
+            gi = self._array("projected", projected, be, ndim=2)
+            check_shape("projected", gi, (gi.shape[0], self.cell.gates * self.hidden_size))
+            return None, gi, gi.shape[0]
+        x_t = self._array(name_x, x_t, be, ndim=2)
+        check_shape(name_x, x_t, (x_t.shape[0], self.input_size), hint="(B, input_size)")
+        return x_t, None, x_t.shape[0]
+
+    def _step_weights(self, prepare: bool) -> list:
+        """Per layer ``(W_ihᵀ, b_ih, W_hh as the recurrence applies it, b_hh)``: views of
+        the live weights, or (``prepare``) contiguous copies."""
+        rec, out = self.cell.recurrence, []
+        for k in range(self.num_layers):
+            w = self._weights(k, 0) + [None, None]
+            w_ih = w[0].T.copy() if prepare else w[0].T
+            w_hh = rec.prepare(w[1]) if prepare else (w[1] if rec.diagonal else w[1].T)
+            b_ih, b_hh = w[2], w[3]
+            if prepare and self.bias:
+                b_ih, b_hh = b_ih.copy(), b_hh.copy()
+            out.append((w_ih, b_ih, w_hh, b_hh))
+        return out
+
     def step(self, x_t=None, state=None, *, projected=None):
         """One time step of the stack, nothing kept, no dropout: for generation.
 
@@ -356,42 +382,88 @@ class _Recurrent(Module):
         None (zeros). Returns ``(out_t (B, H), new_state)``, the state shaped likewise.
         Each layer runs the reference cell (:mod:`nprnn.kernels.reference`):
         gi = W_ih x + b_ih, gh = W_hh h + b_hh, new_state = cell.step(gi, gh, state).
+        For many steps, :meth:`stepper` does the same on prepared weights and keeps the
+        state itself (no checks per step beyond the input's).
         """
         self._check_steppable()
         L, H = self.num_layers, self.hidden_size
-        if (x_t is None) == (projected is None):
-            raise TypeError("step() takes x_t or projected=, exactly one of them")
         be = backends.current()
-        if projected is not None:
-            gi = self._array("projected", projected, be, ndim=2)
-            check_shape("projected", gi, (gi.shape[0], self.cell.gates * H))
-            B = gi.shape[0]
-        else:
-            x_t = self._array("x_t", x_t, be, ndim=2)
-            check_shape("x_t", x_t, (x_t.shape[0], self.input_size), hint="(B, input_size)")
-            B = x_t.shape[0]
+        x_t, gi, B = self._step_input(x_t, projected, be)
         names = self._state_names
         hint = f"num_layers={L}, B={B}, hidden_size={H}"
         states = self._check_states(self._split_state(state, "state", names), names, B, hint, be)
         zero = be.xp.zeros((B, H), self.dtype)
-        new = [be.xp.empty((L, B, H), self.dtype) for _ in names]
-        rec, step = self.cell.recurrence, self.cell.step
-        inp = x_t
-        for k in range(L):
-            w = self._weights(k, 0)
-            if k > 0 or projected is None:
-                gi = inp @ w[0].T
-                if self.bias:
-                    gi += w[2]
-            s_k = tuple(zero if s is None else s[k] for s in states)
-            gh = rec.step(w[1], s_k[0])
-            if self.bias:
-                gh += w[3]
-            s_new, _ = step(gi, gh, s_k)
-            for buf, s in zip(new, s_new, strict=True):
-                buf[k] = s
-            inp = s_new[0]
-        return inp, self._pack_state(new)
+        per_layer = [tuple(zero if s is None else s[k] for s in states) for k in range(L)]
+        out, new = _advance(self.cell, self._step_weights(False), x_t, gi, per_layer)
+        return out, self._pack_state([be.xp.stack(s) for s in zip(*new, strict=True)])
+
+    def stepper(self, state=None, *, batch: int = 1) -> Stepper:
+        """A :class:`Stepper`: this stack advanced one step at a time on a snapshot of its
+        weights (later weight updates do not reach it), holding its own state (``state``
+        as :meth:`forward` takes it, or None: zeros for ``batch`` sequences)."""
+        return Stepper(self, state, batch)
+
+
+def _advance(cell, weights, x, gi, states):
+    """One step of a stack: ``weights[k]`` = (W_ihᵀ, b_ih, W_hh prepared, b_hh), ``gi`` the
+    first layer's projection (or None: from ``x``), ``states[k]`` layer k's state tuple.
+    Returns the last layer's h (B, H) and the new per-layer states."""
+    apply, step, new, inp = cell.recurrence.apply, cell.step, [], x
+    for k, (w_ih, b_ih, w_hh, b_hh) in enumerate(weights):
+        if k > 0 or gi is None:
+            gi = inp @ w_ih  # (B, G·H)
+            if b_ih is not None:
+                gi += b_ih
+        gh = apply(w_hh, states[k][0])
+        if b_hh is not None:
+            gh += b_hh
+        s, _ = step(gi, gh, states[k])
+        new.append(s)
+        inp = s[0]
+    return inp, new
+
+
+class Stepper:
+    """Generation with a unidirectional stack: ``out = gen.step(x_t)`` or
+    ``gen.step(projected=row)`` advances every layer by one step (the reference cells,
+    no dropout, nothing kept) and keeps the new state; ``gen.state`` is that state as
+    the layer returns it ((L, B, H), or a pair for the LSTM). Made by
+    :meth:`LSTM.stepper` (and RNN's, GRU's, ...), on prepared copies of the weights
+    (W_ihᵀ and W_hhᵀ contiguous): per step one GEMM per affine map and the cell's
+    element-wise work."""
+
+    def __init__(self, layer, state, batch):
+        layer._check_steppable()
+        self.layer, self.cell = layer, layer.cell
+        L, H = layer.num_layers, layer.hidden_size
+        be = backends.current()
+        B = positive_int("batch", batch)
+        names = layer._state_names
+        if state is not None:
+            first = state[0] if isinstance(state, tuple | list) else state
+            B = getattr(first, "shape", (0, B))[1]
+        hint = f"num_layers={L}, B={B}, hidden_size={H}"
+        states = layer._check_states(layer._split_state(state, "state", names), names, B, hint, be)
+        self._states = [
+            tuple(be.xp.zeros((B, H), layer.dtype) if s is None else s[k].copy() for s in states)
+            for k in range(L)
+        ]
+        self._weights = layer._step_weights(True)
+        self._be, self.batch = be, B
+
+    def step(self, x_t=None, *, projected=None):
+        """Advance one step; returns the last layer's output (B, H)."""
+        x_t, gi, B = self.layer._step_input(x_t, projected, self._be)
+        if B != self.batch:
+            raise ValueError(f"the input has {B} rows but this stepper holds {self.batch}")
+        out, self._states = _advance(self.cell, self._weights, x_t, gi, self._states)
+        return out
+
+    @property
+    def state(self):
+        """The current state, shaped as the layer's forward returns it (copies)."""
+        xp = self._be.xp
+        return self.layer._pack_state([xp.stack(s) for s in zip(*self._states, strict=True)])
 
 
 class RNN(_Recurrent):

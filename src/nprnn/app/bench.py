@@ -13,12 +13,18 @@ side by side in the same run:
   torch's own step uses ((B, H) @ (H, G·H) and (B, G·H) @ (G·H, H)): these skinny
   GEMMs are where the two libraries' BLAS differ most;
 - torch: ``torch.nn.LSTM/GRU/RNN`` forward + autograd backward (if torch is installed);
-- notebook: the seed notebook's algorithm in float64 — per step concatenation, one
-  GEMM per gate, per-step weight-gradient GEMMs, (n_x, m, Tx) layout (made correct,
-  and extended to the GRU in the same style; see :func:`notebook_grads`).
+- notebook: the notebook's algorithm in float64 — the plain per-step loop of the
+  reference cells (:func:`nprnn.kernels.reference.forward` / ``backward``): per-step
+  input and recurrent GEMMs, per-step weight-gradient GEMMs, no buffers kept between
+  steps (the seed's own code also concatenated [a; x] and ran one GEMM per gate).
 
-FLOPs are counted as 6·G·H·(F+H)·B per step (G = 4 LSTM, 3 GRU, 1 RNN): 2 for the
-forward GEMMs and 4 for the backward ones. The machine is shared and noisy: compare
+Then the workloads users spend their time on (:mod:`nprnn.app.benchwork`): generating
+characters one at a time from a 2×256 stream LSTM (B = 1), and the char-LM training
+step at the CLI's default shape, each against torch doing the same work in the same run.
+The header names the backend and the BLAS that ran.
+
+FLOPs are counted as 6·G·H·(F+H)·B per step (G, the cell's gates: 4 LSTM, 3 GRU, 1 RNN):
+2 for the forward GEMMs and 4 for the backward ones. The machine is shared and noisy: compare
 ratios measured in the same run, not absolute times across runs.
 """
 
@@ -35,8 +41,12 @@ import numpy as np
 
 import nprnn
 from nprnn import functional as Fn
+from nprnn.kernels import reference
+from nprnn.kernels.cells import get_cell
 
-__all__ = ["SHAPES", "run", "format_table", "notebook_grads", "main", "cmd_bench"]
+from .models import cell_of
+
+__all__ = ["SHAPES", "run", "format_table", "format_workloads", "main", "cmd_bench", "cell_for"]
 
 SHAPES = [  # (cell, H, B, T, nonlinearity)
     ("lstm", 256, 64, 150, "tanh"),
@@ -46,7 +56,11 @@ SHAPES = [  # (cell, H, B, T, nonlinearity)
     ("gru", 512, 32, 50, "tanh"),
     ("rnn", 1024, 32, 50, "relu"),
 ]
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def cell_for(model: str, nonlinearity: str = "tanh"):
+    """The registered cell a bench row runs (the RNN's nonlinearity picks its cell)."""
+    return get_cell("rnn_" + nonlinearity) if model == "rnn" else cell_of(model)
 
 
 def _median_time(fn, repeat: int) -> float:
@@ -72,35 +86,21 @@ def _peak_bytes(fn) -> int:
 
 
 def _weights(cell, H, F, dtype, rng):
-    G = GATES[cell]
     k = 1 / np.sqrt(H)
-    shapes = [(G * H, F), (G * H, H), (G * H,), (G * H,)]
-    return [rng.uniform(-k, k, s).astype(dtype) for s in shapes]
+    return [rng.uniform(-k, k, s).astype(dtype) for s in cell.param_shapes(F, H).values()]
 
 
-def _nprnn_step(cell, x, w, dout, nonlinearity):
-    if cell == "lstm":
-
-        def step():
-            _, _, cache = Fn.lstm_forward(x, None, None, *w)
-            Fn.lstm_backward(dout, None, cache)
-    elif cell == "gru":
-
-        def step():
-            _, _, cache = Fn.gru_forward(x, None, *w)
-            Fn.gru_backward(dout, None, cache)
-    else:
-
-        def step():
-            _, _, cache = Fn.rnn_forward(x, None, *w, nonlinearity=nonlinearity)
-            Fn.rnn_backward(dout, None, cache)
+def _nprnn_step(cell, x, w, dout):
+    def step():
+        _, _, cache = Fn.sequence_forward(cell, x, None, w)
+        Fn.sequence_backward(dout, None, cache)
 
     return step
 
 
 def _floor_step(cell, H, B, T, dtype, rng):
     """The GEMMs of one training step, in nprnn's shapes, and nothing else."""
-    G = GATES[cell] * H
+    G = cell.gates * H
     F = H
     x = rng.standard_normal((T * B, F)).astype(dtype)
     w_ih = rng.standard_normal((G, F)).astype(dtype)
@@ -128,7 +128,7 @@ _STEP_GEMM_LOOPS = 10  # per timed run: one pair of per-step GEMMs is too short 
 
 def _step_gemm_gflops(cell, H, B, dtype, rng, repeat, torch_):
     """GFLOP/s of the forward + backward per-step GEMMs, NumPy and (or None) torch."""
-    G = GATES[cell] * H
+    G = cell.gates * H
     w = rng.standard_normal((G, H)).astype(dtype)
     h = rng.standard_normal((H, B)).astype(dtype)
     d = rng.standard_normal((G, B)).astype(dtype)
@@ -158,13 +158,15 @@ def _step_gemm_gflops(cell, H, B, dtype, rng, repeat, torch_):
     return rates
 
 
-def _torch_step(cell, H, B, T, nonlinearity, x, dout):
+def _torch_step(cell, H, B, T, x, dout):
     try:
         import torch
     except ImportError:
         return None
-    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-    kw = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+    if cell.torch is None:  # a cell torch does not have
+        return None
+    cls = getattr(torch.nn, cell.torch)
+    kw = {"nonlinearity": cell.name[4:]} if cell.torch == "RNN" else {}
     mod = cls(H, H, **kw)
     xt = torch.tensor(x, requires_grad=True)
     dt = torch.tensor(dout)
@@ -178,94 +180,19 @@ def _torch_step(cell, H, B, T, nonlinearity, x, dout):
     return step
 
 
-def notebook_grads(cell, x, Ws, bs, da_out, nonlinearity="tanh"):
-    """The seed notebook's algorithm, made correct: per step a concatenation [a; x], one
-    GEMM per gate, per-step weight-gradient GEMMs; (n_x, m, Tx) layout, float64.
-
-    ``Ws[k]`` (H, H + F) multiplies [a_prev; x_t] for gate k (PyTorch's gate order;
-    the GRU's n gate splits into W[:, :H] a + b inside r ⊙ (·) and W[:, H:] x), biases
-    ``bs[k]`` (H, 1). ``da_out`` (H, B, T) is the upstream gradient of every a_t.
-    Returns ``(dx, dWs, dbs)``; the tests check them against :mod:`nprnn.functional`.
-    """
-    F, B, T = x.shape
-    H = Ws[0].shape[0]
-
-    def sig(v):
-        return 1 / (1 + np.exp(-np.clip(v, -500, 500)))
-
-    a, c = np.zeros((H, B)), np.zeros((H, B))
-    caches = []
-    for t in range(T):
-        z = np.vstack((a, x[:, :, t]))  # per-step concatenation
-        if cell == "lstm":
-            i, f, g, o = (np.dot(W, z) + b for W, b in zip(Ws, bs, strict=True))
-            i, f, g, o = sig(i), sig(f), np.tanh(g), sig(o)
-            c_new = f * c + i * g
-            a_new = o * np.tanh(c_new)
-            caches.append((z, c, c_new, (i, f, g, o)))
-            c = c_new
-        elif cell == "gru":
-            r = sig(np.dot(Ws[0], z) + bs[0])
-            u = sig(np.dot(Ws[1], z) + bs[1])
-            hn = np.dot(Ws[2][:, :H], a) + bs[2]
-            n = np.tanh(np.dot(Ws[2][:, H:], x[:, :, t]) + r * hn)
-            a_new = (1 - u) * n + u * a
-            caches.append((z, (r, u, n, hn)))
-        else:
-            pre = np.dot(Ws[0], z) + bs[0]
-            a_new = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)
-            caches.append((z, a_new))
-        a = a_new
-    dx = np.zeros_like(x)
-    dWs = [np.zeros_like(W) for W in Ws]
-    dbs = [np.zeros_like(b) for b in bs]
-    da, dc = np.zeros((H, B)), np.zeros((H, B))
-    for t in reversed(range(T)):
-        da = da + da_out[:, :, t]
-        dz = np.zeros((H + F, B))
-        if cell == "lstm":
-            z, c_prev, c_new, (i, f, g, o) = caches[t]
-            tc = np.tanh(c_new)
-            dc = dc + da * o * (1 - tc**2)
-            dpre = [
-                dc * g * i * (1 - i),
-                dc * c_prev * f * (1 - f),
-                dc * i * (1 - g**2),
-                da * tc * o * (1 - o),
-            ]
-            dc = dc * f
-            dz_in = dpre
-        elif cell == "gru":
-            z, (r, u, n, hn) = caches[t]
-            dn = da * (1 - u) * (1 - n**2)
-            dpre = [dn * hn * r * (1 - r), da * (z[:H] - n) * u * (1 - u), dn]
-            dz[:H] += da * u
-            dz_in = dpre[:2]
-            dWs[2][:, :H] += np.dot(dn * r, z[:H].T)  # the n gate's two halves
-            dWs[2][:, H:] += np.dot(dn, z[H:].T)
-            dbs[2] += np.sum(dn * r, axis=1, keepdims=True)
-            dz[:H] += np.dot(Ws[2][:, :H].T, dn * r)
-            dz[H:] += np.dot(Ws[2][:, H:].T, dn)
-        else:
-            z, a_new = caches[t]
-            d_act = (1 - a_new**2) if nonlinearity == "tanh" else (a_new > 0)
-            dz_in = [da * d_act]
-        for k, dp in enumerate(dz_in):  # per-step weight-gradient GEMMs
-            dWs[k] += np.dot(dp, z.T)
-            dbs[k] += np.sum(dp, axis=1, keepdims=True)
-            dz += np.dot(Ws[k].T, dp)
-        dx[:, :, t] = dz[H:]
-        da = dz[:H]
-    return dx, dWs, dbs
-
-
-def _notebook_step(cell, H, B, T, nonlinearity, rng):
+def _notebook_step(cell, H, B, T, rng):
+    """The reference cells' plain per-step loop in float64, forward and backward."""
     F = H
-    x = rng.standard_normal((F, B, T))
-    Ws = [rng.uniform(-0.05, 0.05, (H, H + F)) for _ in range(GATES[cell])]
-    bs = [np.zeros((H, 1)) for _ in range(GATES[cell])]
-    da_out = rng.standard_normal((H, B, T))
-    return lambda: notebook_grads(cell, x, Ws, bs, da_out, nonlinearity)
+    x = rng.standard_normal((T, B, F))
+    w = _weights(cell, H, F, np.float64, rng)
+    dout = rng.standard_normal((T, B, H))
+
+    def step():
+        state = tuple(np.zeros((B, H)) for _ in cell.states)
+        _, fin, rec = reference.forward(cell, x, state, w)
+        reference.backward(cell, w, rec, dout, tuple(np.zeros_like(s) for s in fin))
+
+    return step
 
 
 def _gemm_rate(dtype=np.float32, n=2048, repeat=5) -> float:
@@ -277,17 +204,18 @@ def run(*, repeat=5, notebook=True, torch_=True, cells=None, seed=0, shapes=SHAP
     """Measure every shape; return a list of row dicts (times in seconds)."""
     rng = np.random.default_rng(seed)
     rows = []
-    for cell, H, B, T, nl in shapes:
-        if cells and cell not in cells:
+    for model, H, B, T, nl in shapes:
+        if cells and model not in cells:
             continue
+        cell = cell_for(model, nl)
         F = H
         dtype = np.float32
         x = rng.standard_normal((T, B, F)).astype(dtype)
         dout = rng.standard_normal((T, B, H)).astype(dtype)
         w = _weights(cell, H, F, dtype, rng)
-        flops = 6 * GATES[cell] * H * (F + H) * B * T
-        step = _nprnn_step(cell, x, w, dout, nl)
-        row = {"cell": cell if cell != "rnn" else f"rnn-{nl}", "H": H, "B": B, "T": T}
+        flops = 6 * cell.gates * H * (F + H) * B * T
+        step = _nprnn_step(cell, x, w, dout)
+        row = {"cell": model if model != "rnn" else f"rnn-{nl}", "H": H, "B": B, "T": T}
         row["nprnn_s"] = _median_time(step, repeat)
         row["nprnn_gflops"] = flops / row["nprnn_s"] / 1e9
         row["nprnn_peak_mb"] = _peak_bytes(step) / 2**20
@@ -296,11 +224,11 @@ def run(*, repeat=5, notebook=True, torch_=True, cells=None, seed=0, shapes=SHAP
         row["step_gemm_gflops"], row["torch_step_gemm_gflops"] = _step_gemm_gflops(
             cell, H, B, dtype, rng, repeat, torch_
         )
-        tstep = _torch_step(cell, H, B, T, nl, x, dout) if torch_ else None
+        tstep = _torch_step(cell, H, B, T, x, dout) if torch_ else None
         row["torch_s"] = _median_time(tstep, repeat) if tstep else None
         row["torch_over_nprnn"] = row["torch_s"] / row["nprnn_s"] if tstep else None
         if notebook:
-            nb = _notebook_step(cell, H, B, T, nl, rng)
+            nb = _notebook_step(cell, H, B, T, rng)
             row["notebook_s"] = _median_time(nb, max(1, min(repeat, 3)))
             row["notebook_over_nprnn"] = row["notebook_s"] / row["nprnn_s"]
         else:
@@ -342,6 +270,16 @@ def format_table(rows, gemm_gflops) -> str:
     return "\n".join(lines)
 
 
+def format_workloads(work) -> str:
+    """The workload rows: nprnn, torch, and the ratio (>1: nprnn faster)."""
+    lines = ["| workload | unit | nprnn | torch | nprnn speed-up |", "|---|---|---|---|---|"]
+    for w in work:
+        t = "—" if w["torch"] is None else f"{w['torch']:.1f}"
+        lines.append(f"| {w['workload']} | {w['unit']} | {w['nprnn']:.1f} | {t} "
+                     f"| {_fmt_ratio(w['ratio'])} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def _limit_threads(n: int) -> None:
     """Give NumPy's BLAS and torch the same number of threads."""
     from threadpoolctl import threadpool_limits
@@ -376,6 +314,12 @@ def cmd_bench(args, given=()) -> int:
         cells=args.cell,
         shapes=SHAPES,
     )
+    work = []
+    if not args.no_workloads:
+        from . import benchwork
+
+        work = [fn(repeat=max(1, min(args.repeat, 3)), torch_=not args.no_torch)
+                for fn in benchwork.WORKLOADS.values()]  # fmt: skip
     try:
         import torch
 
@@ -383,7 +327,10 @@ def cmd_bench(args, given=()) -> int:
         torch_threads = torch.get_num_threads()
     except ImportError:
         torch_version, torch_threads = None, None
+    info = nprnn.backends.current().info()
     meta = {
+        "backend": info["backend"],
+        "blas": info.get("blas"),
         "numpy": np.__version__,
         "torch": torch_version,
         "torch_threads": torch_threads,
@@ -395,11 +342,15 @@ def cmd_bench(args, given=()) -> int:
         "blas_threads": args.threads or None,
     }
     if args.json:
-        print(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        print(json.dumps({"meta": meta, "rows": rows, "workloads": work}, indent=2))
     else:
         print(format_table(rows, gemm))
+        if work:
+            print()
+            print(format_workloads(work))
         blas = args.threads or "default"
         print(
+            f"backend {meta['backend']} ({meta['blas']}); "
             f"numpy {meta['numpy']} (BLAS threads: {blas}), torch {meta['torch']} "
             f"({torch_threads} threads), {meta['cpus']} CPUs; median of {args.repeat} runs"
         )

@@ -273,20 +273,22 @@ class CharLM(Module):
     def _steps(self, start: np.ndarray, steps: int, draw) -> Iterator[np.ndarray]:
         """Feed ``start`` (T0, B), then yield ``steps`` drawn ids (B,), each fed back.
 
-        ``start`` runs through the sequence path; then one :meth:`nprnn.LSTM.step` (or
-        GRU/RNN) per character on prepared weights: the first layer's input projection
-        of every token is one table, W_ih E + b_ih (V, G·H), so a step gathers a row of
-        it instead of multiplying, and the head is one small GEMM."""
+        ``start`` runs through the sequence path; then the stack's
+        :meth:`~nprnn.layers.LSTM.stepper` (prepared weights, state kept inside) takes
+        one step per character: the first layer's input projection of every token is
+        one table, W_ih E + b_ih (V, G·H), so a step gathers a row of it instead of
+        multiplying, and the head is one small GEMM."""
         logits, state = self.logits(start)
+        gen = self.rnn.stepper(state)
         table = self.rnn.project(self.embedding.params["weight"])  # (V, G·H)
-        w, b = self.head.params["weight"], self.head.params["bias"]
+        w_t = self.head.params["weight"].T.copy()  # (H, V)
+        b = self.head.params["bias"]
         z = logits[-1]  # (B, V)
         for t in range(steps):
             nxt = draw(z)  # (B,)
             yield nxt
             if t + 1 < steps:
-                h, state = self.rnn.step(projected=table[nxt], state=state)  # (B, H)
-                z = h @ w.T + b
+                z = gen.step(projected=table[nxt]) @ w_t + b
 
     def generate(
         self,

@@ -116,7 +116,11 @@ def _top_help() -> str:
         "commands:",
     ]
     lines += [f"  {name:<9} {text}" for name, text in COMMANDS.items()]
-    lines += ["", "nprnn COMMAND --help lists a command's options."]
+    lines += [
+        "",
+        "nprnn COMMAND --help lists a command's options; nprnn --version prints the",
+        "version, the array backend and its BLAS.",
+    ]
     return "\n".join(lines)
 
 
@@ -150,6 +154,17 @@ def main(argv=None) -> int:
     """Run ``nprnn`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] == "--version":
+            from .. import __version__
+            from ..backends import current
+
+            info = current().info()
+            print(
+                f"nprnn {__version__} (backend {info.pop('backend')}: "
+                + ", ".join(f"{k} {v}" for k, v in info.items())
+                + ")"
+            )
+            return 0
         if not argv or argv[0] in ("-h", "--help"):
             print(_top_help())
             return 0 if argv else EXIT_USAGE

@@ -494,12 +494,14 @@ class Plot:
 @dataclass
 class Bench:
     """Time one float32 training step (forward + backward, F = H) per shape, against the
-    GEMM floor, torch.nn (if installed) and the notebook's algorithm."""
+    GEMM floor, torch.nn (if installed) and the notebook's algorithm; then generation
+    and the char-LM training step against torch doing the same work."""
 
     repeat: int = option(5, "timed runs per measurement (median)", type=POS_INT)
     json: bool = option(False, "print JSON instead of a table")
     no_notebook: bool = option(False, "skip the notebook reference")
     no_torch: bool = option(False, "skip torch even if installed")
+    no_workloads: bool = option(False, "skip the generation and char-LM training rows")
     cell: list | None = option(None, "only these cells (repeatable)", choices=CELLS, repeat=True)
     threads: int = option(
         0, "BLAS threads for NumPy and torch alike (0: each library's default)", type=NONNEG_INT

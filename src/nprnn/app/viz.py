@@ -203,7 +203,13 @@ def _token(vocab, i: int) -> str:
 
 
 def render_html(
-    text: str, values: np.ndarray, units, gate: str, top3: list, *, title: str = "",
+    text: str,
+    values: np.ndarray,
+    units,
+    gate: str,
+    top3: list,
+    *,
+    title: str = "",
     scale: str = "signed",
 ) -> str:
     """The HTML page: one row per unit (one ``<span class="ch">`` per character of

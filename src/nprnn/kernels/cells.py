@@ -51,6 +51,14 @@ class Recurrence:
     def step(self, w, h):
         return h * w if self.diagonal else h @ w.T
 
+    def prepare(self, w):
+        """``w`` as :meth:`apply` reads it: Wᵀ (a contiguous copy) or the diagonal."""
+        return w.copy() if self.diagonal else w.T.copy()
+
+    def apply(self, wp, h):
+        """:meth:`step` on prepared weights: (B, H) → (B, G·H)."""
+        return h * wp if self.diagonal else h @ wp
+
     def step_backward(self, w, d):
         return d * w if self.diagonal else d @ w
 
