@@ -174,8 +174,8 @@ class RstDocstrings(griffe.Extension):
             while k > j and not lines[k - 1].strip():
                 k -= 1
             block = lines[j:k]
-            if not block or (in_list and not literal):
-                continue
+            if not block or (in_list and not literal) or (_indent(line) > 0 and not literal):
+                continue  # inside a list, or a line of an indented block: nothing to open
             if not literal and i < n and not lines[i].strip():
                 continue  # an indented block after a blank line: Markdown's own business
             base = min(_indent(s) for s in block if s.strip())
