@@ -340,13 +340,15 @@ def test_finding_8_a_stream_run_without_newlines_says_why_lines_mode_cannot_work
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDES = Path(__file__).resolve().parents[1] / "docs" / "guides"  # the README's long sections
 
 
 def test_finding_9_the_readme_viz_example_works_on_the_readme_run(lines_run, tmp_path, capsys):
     import re
     import shlex
 
-    cmd = next(line for line in README.read_text().splitlines() if "nprnn viz " in line)
+    page = (GUIDES / "beyond-lm.md").read_text()
+    cmd = next(line for line in page.splitlines() if "nprnn viz " in line)
     argv = shlex.split(re.search(r"`(nprnn viz [^`]+)`", cmd).group(1))[2:]
     text = argv[argv.index("--text") + 1]
     bundled = (Path(nprnn.__file__).parent / "app" / "corpora" / "first_names.txt").read_text()
@@ -368,6 +370,8 @@ def test_finding_9_grad_norms_defaults_to_the_three_cells(capsys):
 def test_finding_9_the_readme_says_what_the_tests_enforce():
     text = README.read_text()
     assert "1e-15" not in text and "1e-10 in float64" in text
+    for page in GUIDES.glob("*.md"):
+        assert "1e-15" not in page.read_text(), page.name
 
 
 def test_finding_9_a_run_of_the_wrong_kind_says_what_it_is(tmp_path, labelled, capsys):

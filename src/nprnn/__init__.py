@@ -39,6 +39,7 @@ from .module import Module
 from .serialization import load, save
 
 __version__ = "0.1.0"
+"""The package's version (as in ``pyproject.toml``)."""
 
 __all__ = [
     "Module",

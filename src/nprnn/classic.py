@@ -136,6 +136,18 @@ def pad_sequences(sequences, max_len=None, padding_value=0):
 
     Differs from the notebook: keeps the sequences' dtype and values (the notebook
     allocated ints and truncated floats); clear errors for bad input or max_len too small.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from nprnn.classic import pad_sequences
+    >>> padded, mask = pad_sequences([np.array([[0.25, 0.5]]), np.array([[1.5]])])
+    >>> padded                                     # (n_x, m, Tx): the floats are kept
+    array([[[0.25, 0.5 ],
+            [1.5 , 0.  ]]])
+    >>> mask                                       # (Tx, m)
+    array([[1., 1.],
+           [1., 0.]])
     """
     if isinstance(sequences, np.ndarray) and sequences.ndim == 3:
         sequences = list(sequences)

@@ -94,6 +94,13 @@ class Sequential(_Indexed):
     Indexing and ``len`` as a list; a slice is a Sequential of the same modules under
     their names here (PyTorch's rule); ``append``. For masks, lengths or final states,
     write a :class:`~nprnn.Module` subclass.
+
+    Example:
+
+    >>> import nprnn
+    >>> seq = nprnn.Sequential(nprnn.Linear(3, 4), nprnn.Linear(4, 2))
+    >>> [name for name, _ in seq.named_parameters()]
+    ['0.weight', '0.bias', '1.weight', '1.bias']
     """
 
     def __init__(self, *modules: Module):
@@ -109,6 +116,8 @@ class Sequential(_Indexed):
         return out
 
     def forward(self, x):
+        """``x`` through each module in order; a module returning a tuple (a recurrent
+        layer's ``(out, state)``) passes its first element on."""
         chain = []
         for m in self._children.values():
             y = m(x)
@@ -119,6 +128,8 @@ class Sequential(_Indexed):
         return x
 
     def backward(self, dout):
+        """``dout`` back through each module's ``backward`` in reverse order (a recurrent
+        layer gets no state gradient); returns the gradient of the input."""
         chain = self._saved_for_backward()
         g = dout
         for i in range(len(chain) - 1, -1, -1):
@@ -169,4 +180,5 @@ class ModuleList(_Indexed):
         self._renumber(modules)
 
     def forward(self, *args, **kwargs):
+        """Not defined (as in torch): iterate over the list and call its modules."""
         raise NotImplementedError("ModuleList has no forward: iterate over it and call its modules")

@@ -31,6 +31,17 @@ def pad_sequence(seqs, *, batch_first=False, padding_value=0):
     ``padding_value`` after; ``lengths`` (B,) int64 holds the T_i. The dtype is the
     sequences' own (their common NumPy type if they differ): ints stay ints, float32
     stays float32. ``padding_value`` must be representable in it.
+
+    Example:
+
+    >>> import numpy as np, nprnn
+    >>> padded, lengths = nprnn.pad_sequence([np.array([1, 2, 3]), np.array([4])])
+    >>> padded                                     # (T, B), time-major
+    array([[1, 4],
+           [2, 0],
+           [3, 0]])
+    >>> lengths
+    array([3, 1])
     """
     if isinstance(seqs, str | bytes) or not hasattr(seqs, "__len__"):
         raise TypeError(
@@ -88,6 +99,14 @@ def lengths_to_mask(lengths, T=None, *, batch_first=False):
     ``lengths`` (B,) ints >= 0; ``T`` the number of steps (default: the longest
     length; it may not be shorter). Returns a bool array (T, B), or (B, T) with
     ``batch_first``: ``mask[t, b] = t < lengths[b]``.
+
+    Example:
+
+    >>> import nprnn
+    >>> nprnn.lengths_to_mask([3, 1])              # (T, B): True at the real steps
+    array([[ True,  True],
+           [ True, False],
+           [ True, False]])
     """
     ln = _lengths(lengths)
     longest = int(ln.max()) if ln.size else 0
@@ -116,6 +135,14 @@ def batch_indices(lengths, batch_size, *, shuffle=False, bucket=False, drop_last
     (shuffled first when ``shuffle``, so ties are broken at random) are sorted by length
     with a stable sort, cut into batches, and the order of the batches is shuffled
     when ``shuffle``. Without ``shuffle`` and ``bucket``: 0..N−1 in order.
+
+    Example:
+
+    >>> import nprnn
+    >>> nprnn.batch_indices(5, 2)
+    [array([0, 1]), array([2, 3]), array([4])]
+    >>> nprnn.batch_indices([5, 1, 4, 2, 3], 2, bucket=True)   # by length: 1, 2 | 3, 4 | 5
+    [array([1, 3]), array([4, 2]), array([0])]
     """
     if isinstance(lengths, numbers.Integral) and not isinstance(lengths, bool):
         n, ln = positive_int("lengths", lengths, minimum=0), None

@@ -41,6 +41,14 @@ class Linear(Module):
     ``bias`` (out,). Init as PyTorch: W and b ~ U(−1/√in, 1/√in).
     ``backward(dout (..., out)) -> dx (..., in)``, accumulating
     dW += doutᵀ x and db += Σ dout over all leading axes.
+
+    Example:
+
+    >>> import numpy as np, nprnn
+    >>> lin = nprnn.Linear(3, 2, rng=0)
+    >>> y = lin(np.ones((4, 3), np.float32))
+    >>> lin.backward(np.ones_like(y)).shape, lin.grads["bias"]
+    ((4, 3), array([4., 4.], dtype=float32))
     """
 
     def __init__(self, in_features, out_features, *, bias=True, dtype=np.float32, rng=None):
@@ -95,6 +103,13 @@ class Embedding(Module):
     (num_embeddings, embedding_dim), init N(0, 1) as PyTorch. ``padding_idx`` (may be
     negative, counted from the end) starts as a zero row and never gets a gradient.
     ``backward(dout (..., dim)) -> None`` scatters: dW[ids[j]] += dout[j] (repeated ids add).
+
+    Example:
+
+    >>> import numpy as np, nprnn
+    >>> emb = nprnn.Embedding(10, 4, rng=0)
+    >>> emb(np.array([[1, 2, 3]])).shape
+    (1, 3, 4)
     """
 
     def __init__(

@@ -103,10 +103,12 @@ def size() -> int:
 
 
 def is_distributed() -> bool:
+    """True when more than one rank runs (:func:`size` > 1)."""
     return size() > 1
 
 
 def barrier() -> None:
+    """Wait until every rank reaches this call (``MPI_Barrier``); a no-op without MPI."""
     c = comm()
     if c is not None:
         c.Barrier()

@@ -80,6 +80,13 @@ def sigmoid(x):
 
     ``x``: a finite real array (ints and bools become float64). Underflow to 0 is the
     intended result and raises nothing, even under ``np.seterr(all="raise")``.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from nprnn.functional import sigmoid
+    >>> sigmoid(np.array([0.0, 1000.0, -1000.0]))  # no overflow warning
+    array([0.5, 1. , 0. ])
     """
     x = _activation_input(x)
     with np.errstate(under="ignore"):

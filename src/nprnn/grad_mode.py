@@ -35,7 +35,17 @@ def _grad_mode(enabled: bool):
 
 
 def no_grad():
-    """Context manager: forwards inside it keep no cache (the inference path)."""
+    """Context manager: forwards inside it keep no cache (the inference path).
+
+    Example:
+
+    >>> import nprnn
+    >>> with nprnn.no_grad():
+    ...     nprnn.is_grad_enabled()
+    False
+    >>> nprnn.is_grad_enabled()
+    True
+    """
     return _grad_mode(False)
 
 

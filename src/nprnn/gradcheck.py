@@ -90,6 +90,16 @@ def gradcheck(
     ``f`` takes a dict shaped like ``params`` and returns a scalar. ``grads`` must have
     the same keys and shapes as ``params``; both hold finite real arrays (ints and bools
     are converted). Returns ``{name: relative_error}``.
+
+    Example:
+
+    >>> import numpy as np, nprnn
+    >>> f = lambda p: float((p["w"] ** 2).sum())   # df/dw = 2w
+    >>> w = np.array([1.0, -2.0])
+    >>> nprnn.gradcheck(f, {"w": w}, {"w": 2 * w})["w"] < 1e-8
+    True
+    >>> nprnn.gradcheck(f, {"w": w}, {"w": w})["w"] > 0.1   # a wrong gradient
+    True
     """
     params = _arrays("params", params)
     grads = _arrays("grads", grads)

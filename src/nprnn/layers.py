@@ -508,6 +508,19 @@ class LSTM(_Recurrent):
     ``out, (h_n, c_n) = lstm(x, (h0, c0) or None, mask=None, lengths=None)``;
     ``dx, (dh0, dc0) = lstm.backward(dout, (dh_n, dc_n) or None)``; either part of a
     pair may be None (zeros). See :mod:`nprnn.layers` for shapes and padding.
+
+    Example:
+
+    >>> import numpy as np, nprnn
+    >>> lstm = nprnn.LSTM(3, 5, rng=0)
+    >>> out, (h_n, c_n) = lstm(np.zeros((4, 2, 3), np.float32), lengths=[4, 2])
+    >>> out.shape, h_n.shape                       # (T, B, H), (layers, B, H)
+    ((4, 2, 5), (1, 2, 5))
+    >>> sorted(lstm.params)                        # torch.nn.LSTM's names
+    ['bias_hh_l0', 'bias_ih_l0', 'weight_hh_l0', 'weight_ih_l0']
+    >>> dx, (dh0, dc0) = lstm.backward(np.ones_like(out))
+    >>> dx.shape, lstm.grads["weight_hh_l0"].shape
+    ((4, 2, 3), (20, 5))
     """
 
     cell_name = "lstm"
@@ -521,6 +534,14 @@ class GRU(_Recurrent):
     dropout=0.0, bidirectional=False, dtype=np.float32, rng=None)``;
     ``out, h_n = gru(x, h0=None, mask=None, lengths=None)``;
     ``dx, dh0 = gru.backward(dout, dh_n)``. See :mod:`nprnn.layers` for shapes and padding.
+
+    Example:
+
+    >>> import numpy as np, nprnn
+    >>> gru = nprnn.GRU(3, 4, num_layers=2, bidirectional=True, rng=0)
+    >>> out, h_n = gru(np.zeros((6, 2, 3), np.float32))
+    >>> out.shape, h_n.shape                       # D·H = 8; D·layers = 4
+    ((6, 2, 8), (4, 2, 4))
     """
 
     cell_name = "gru"

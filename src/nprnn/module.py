@@ -145,6 +145,7 @@ class Module:
         yield from self._children.items()
 
     def children(self) -> Iterator[Module]:
+        """The direct children, in assignment order (:meth:`named_children` without names)."""
         for _, m in self.named_children():
             yield m
 
@@ -163,6 +164,8 @@ class Module:
         yield from walk(self, prefix)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every descendant, each once, depth first (:meth:`named_modules`
+        without names)."""
         for _, m in self.named_modules():
             yield m
 
@@ -186,6 +189,7 @@ class Module:
         yield from self._named("_params", unique=True)
 
     def parameters(self) -> Iterator[np.ndarray]:
+        """Every parameter's live array, each once, in :meth:`named_parameters`' order."""
         for _, p in self.named_parameters():
             yield p
 
@@ -224,9 +228,18 @@ class Module:
             raise
 
     def forward(self, *args, **kwargs):
+        """The computation (called by ``module(...)``); subclasses define it.
+
+        In grad mode a forward that :meth:`backward` will need keeps what it reads with
+        :meth:`save_for_backward` (the layers keep their own caches).
+        """
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def backward(self, *args, **kwargs):
+        """The gradient of the most recent pending forward: takes the gradient of its
+        output, returns that of its input and adds (+=) the parameters' gradients into
+        :attr:`grads`; subclasses define it (the chain rule through their own arithmetic,
+        calling each child's ``backward`` in the reverse order of the forwards)."""
         raise NotImplementedError(f"{type(self).__name__} must define backward()")
 
     def save_for_backward(self, saved) -> None:

@@ -103,6 +103,16 @@ def save(module, path, *, metadata: Mapping[str, str] | None = None) -> None:
     ``module``: an :class:`nprnn.Module`, or a mapping name -> array (NumPy arrays or
     torch tensors of real numbers). ``metadata``: optional ``{str: str}`` stored in the
     header. The directory must exist; an existing file is replaced.
+
+    Example:
+
+    >>> import os, tempfile, numpy as np, nprnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+    >>> model = nprnn.Linear(3, 2, rng=0)
+    >>> nprnn.save(model, path)
+    >>> again = nprnn.load(nprnn.Linear(3, 2, rng=1), path)
+    >>> bool(np.array_equal(again.params["weight"], model.params["weight"]))
+    True
     """
     path = _path(path)
     if isinstance(module, Module):

@@ -2,7 +2,7 @@
 
 A field is one option: its default, help, parser, whether ``--resume`` may change it and
 where ``config.json`` stores it (see :mod:`.declare`, which derives the argparse parsers,
-the stored config, the resume checks and the README's option tables from these).
+the stored config, the resume checks and the documentation's option tables from these).
 Options every training command shares (the loop's) are made by the small functions
 below, so that each command lists its options in the order ``--help`` shows them.
 """
@@ -43,12 +43,16 @@ __all__ = [
     "OPTIMIZERS",
     "CELLS",
     "README_TABLES",
+    "TABLE_PAGES",
     "readme_tables",
 ]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
 CELLS = tuple(MODELS)  # the cells the toolkit offers (models.py)
 README_TABLES = {"train": "TrainLM", "train --task classify": "TrainClassifier"}
+"""The commands whose option tables the documentation holds, title -> declaration."""
+TABLE_PAGES = {"train": "docs/guides/cli.md", "train --task classify": "docs/guides/beyond-lm.md"}
+"""Where each table of :data:`README_TABLES` lives, relative to the repository root."""
 
 
 def run_dir(help="run directory written by nprnn train"):
@@ -517,15 +521,16 @@ class Repair:
 
 
 def readme_tables(text: str) -> str:
-    """``text`` (the README) with each ``<!-- options: COMMAND -->`` ... ``<!-- /options -->``
-    block filled with the table of that command's options (:data:`README_TABLES`)."""
+    """``text`` (a Markdown page) with each ``<!-- options: COMMAND -->`` ...
+    ``<!-- /options -->`` block filled with the table of that command's options
+    (:data:`README_TABLES`; the pages that hold them: :data:`TABLE_PAGES`)."""
     out, rest = [], text
     while "<!-- options: " in rest:
         before, _, after = rest.partition("<!-- options: ")
         title, _, after = after.partition(" -->")
         _, end, after = after.partition("<!-- /options -->")
         if not end:
-            raise ValueError(f"README: '<!-- options: {title} -->' has no '<!-- /options -->'")
+            raise ValueError(f"'<!-- options: {title} -->' has no '<!-- /options -->'")
         table = markdown_table(globals()[README_TABLES[title]])
         out += [before, f"<!-- options: {title} -->\n{table}\n<!-- /options -->"]
         rest = after
@@ -533,14 +538,16 @@ def readme_tables(text: str) -> str:
 
 
 def main(argv=None) -> int:
-    """``python -m nprnn.app.options [README.md]``: print the README's option tables, or
-    fill them into the given README in place."""
+    """``python -m nprnn.app.options [PAGE.md ...]``: print the option tables, or fill them
+    into the given Markdown pages in place (``python -m nprnn.app.options docs/guides/cli.md
+    docs/guides/beyond-lm.md``, the pages of :data:`TABLE_PAGES`)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv:
         from pathlib import Path
 
-        path = Path(argv[0])
-        path.write_text(readme_tables(path.read_text(encoding="utf-8")), encoding="utf-8")
+        for arg in argv:
+            path = Path(arg)
+            path.write_text(readme_tables(path.read_text(encoding="utf-8")), encoding="utf-8")
         return 0
     for title, name in README_TABLES.items():
         print(f"<!-- options: {title} -->\n{markdown_table(globals()[name])}\n<!-- /options -->")

@@ -41,6 +41,7 @@ BACKENDS = {
     "numpy": "nprnn.backends.numpy_backend:NumpyBackend",
     "cupy": "nprnn.backends.cupy_backend:CupyBackend",
 }
+"""Backend name → ``"module:class"`` of its implementation, imported when first chosen."""
 
 _current = None
 

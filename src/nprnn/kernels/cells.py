@@ -46,9 +46,11 @@ class Recurrence:
     diagonal: bool
 
     def shape(self, G: int, H: int) -> tuple:
+        """weight_hh's shape for G gates of H units: (G·H, H), or (G·H,) for a diagonal."""
         return (G * H,) if self.diagonal else (G * H, H)
 
     def step(self, w, h):
+        """h's contribution to the gates, batch-major: (B, H) → (B, G·H)."""
         return h * w if self.diagonal else h @ w.T
 
     def prepare(self, w):
@@ -60,24 +62,32 @@ class Recurrence:
         return h * wp if self.diagonal else h @ wp
 
     def step_backward(self, w, d):
+        """The gradient reaching h from the gates' gradient d: (B, G·H) → (B, H)."""
         return d * w if self.diagonal else d @ w
 
     def grad(self, d, h):
+        """∂L/∂w from the gates' gradient d (B, G·H) and h (B, H), summed over the rows."""
         return (d * h).sum(axis=0) if self.diagonal else d.T @ h
 
     def matmul(self, be, w, h, out):
+        """The driver's feature-major :meth:`step`: (H, B) → (G·H, B) into ``out``, on
+        backend ``be``."""
         if self.diagonal:
             return be.xp.multiply(w[:, None], h, out=out)
         return be.matmul(w, h, out=out)
 
     def matmul_t(self, be, w, d, out):
+        """The driver's feature-major :meth:`step_backward`: (G·H, B) → (H, B) into
+        ``out``."""
         if self.diagonal:
             return be.xp.multiply(w[:, None], d, out=out)
         return be.matmul(w.T, d, out=out)
 
 
 MATRIX = Recurrence("matrix", diagonal=False)
+"""The full recurrence h W_hhᵀ (RNN, LSTM, GRU)."""
 DIAGONAL = Recurrence("diagonal", diagonal=True)
+"""The element-wise recurrence h ⊙ w_hh (IndRNN)."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,8 @@ class Cell:
 
 
 CELLS: dict[str, Cell] = {}
+"""The registered cells by name (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``,
+``indrnn``): what the layers and :func:`get_cell` look up."""
 
 
 def register(cell: Cell) -> Cell:

@@ -293,17 +293,21 @@ class ReferenceKernel:
         self.cell = cell
 
     def prepare(self, be, w_ih, w_hh, b_ih, b_hh):
+        """Copies of the weights as the steps read them (PyTorch's basis, biases apart)."""
         w_ih, w_hh = w_ih.copy(), w_hh.copy()
         b_hh = None if b_hh is None else be.xp.reshape(b_hh, (-1, 1)).copy()
         return Prepared(w_ih, w_hh, b_ih, w_ih, w_hh, {"b_hh": b_hh})
 
     def store(self, be, T, H, B, dtype):
+        """The per-step arrays the backward reads: each step's ``saved`` tuple."""
         return {"saved": [None] * T, "rec": be.empty((self.cell.gates * H, B), dtype)}
 
     def rec_target(self, st, t, new):
+        """Where the driver writes the recurrent product W_hh h (one scratch array)."""
         return st["rec"]
 
     def forward_step(self, be, P, xp_t, rec, prev, new, st, t):
+        """One reference step (:mod:`nprnn.kernels.reference`) into ``new``, in place."""
         gh = rec if P.extra["b_hh"] is None else rec + P.extra["b_hh"]
         states, saved = self.cell.step(xp_t.T, gh.T, tuple(s.T for s in prev))
         for a, s in zip(new, states, strict=True):
@@ -311,9 +315,11 @@ class ReferenceKernel:
         st["saved"][t] = saved
 
     def factors(self, be, c, t0, t1):
+        """None: the reference steps compute their backward factors themselves."""
         return None
 
     def backward_step(self, be, c, k, fac, t, dh, carried, carried_prev, d_ih, d_hh):
+        """One reference backward step: the gate gradients into ``d_ih``/``d_hh``."""
         dnew = (dh.T, *(a.T for a in carried))
         dgi, dgh, dprev = self.cell.step_backward(dnew, c.store["saved"][t])
         d_ih[...] = dgi.T
@@ -326,10 +332,13 @@ class ReferenceKernel:
         return None if dprev[0] is None else dprev[0].T
 
     def finish_backward(self, d_ih, d_hh):
+        """Nothing to undo: the reference steps work in PyTorch's basis."""
         pass
 
     def grad_rows(self, H):
+        """None: the weight gradients need no row permutation."""
         return None
 
     def finish_grads(self, grads, H):
+        """Nothing to rescale: the gradients are already in PyTorch's gate order."""
         pass

@@ -117,7 +117,9 @@ class _RNN(_Base):
 
 
 RNN_TANH = _RNN(relu=False)
+"""The Elman RNN with tanh (cell ``rnn_tanh``)."""
 RNN_RELU = _RNN(relu=True)
+"""The Elman RNN with ReLU (cell ``rnn_relu``)."""
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -229,6 +231,7 @@ class _LSTM(_Base):
 
 
 LSTM = _LSTM()
+"""The LSTM, PyTorch's gate order i, f, g, o (cell ``lstm``)."""
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -336,3 +339,4 @@ class _GRU(_Base):
 
 
 GRU = _GRU()
+"""The GRU, PyTorch's gate order r, z, n (cell ``gru``)."""

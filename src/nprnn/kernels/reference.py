@@ -90,7 +90,19 @@ def rnn_relu_step_backward(dnew, saved):
 
 
 def lstm_step(gi, gh, state):
-    """i, f, o = σ(·), g = tanh(·) of gi + gh; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c')."""
+    """i, f, o = σ(·), g = tanh(·) of gi + gh; c' = f ⊙ c + i ⊙ g; h' = o ⊙ tanh(c').
+
+    Example:
+
+    >>> import numpy as np
+    >>> from nprnn.kernels.reference import lstm_step
+    >>> zero = np.zeros((1, 8))                    # gi = gh = 0: every gate σ(0) = ½, g = 0
+    >>> (h, c), saved = lstm_step(zero, zero, (np.zeros((1, 2)), np.ones((1, 2))))
+    >>> c                                          # f·c + i·g = ½·1 + ½·0
+    array([[0.5, 0.5]])
+    >>> np.allclose(h, 0.5 * np.tanh(0.5))
+    True
+    """
     h, c = state
     ai, af, ag, ao = _gates(gi + gh, 4)
     i, f, g, o = sigmoid(ai), sigmoid(af), np.tanh(ag), sigmoid(ao)

@@ -76,4 +76,6 @@ def clip_grad_norm(grads, max_norm: float) -> float:
     return norm
 
 
-clip_grad_norm_ = clip_grad_norm  # torch's name
+clip_grad_norm_ = clip_grad_norm
+"""torch's name (``torch.nn.utils.clip_grad_norm_``) for :func:`clip_grad_norm`, the same
+function."""

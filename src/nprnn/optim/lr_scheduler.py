@@ -77,6 +77,7 @@ class LRScheduler:
 
     @property
     def base_lr(self) -> float:
+        """The optimizer's learning rate when the scheduler was made (``base_lrs[0]``)."""
         return self.base_lrs[0]
 
     def lr_at(self, epoch: int) -> float:
@@ -99,6 +100,7 @@ class LRScheduler:
 
     # --- state --------------------------------------------------------------------------
     def hyperparameters(self) -> dict:
+        """The constructor's arguments that shape the schedule (saved by :meth:`state_dict`)."""
         return {}
 
     def state_dict(self) -> dict:
@@ -221,7 +223,20 @@ class ConstantLR(LRScheduler):
 class LinearLR(LRScheduler):
     """``lr = base_lr (s + (e − s) · min(epoch, total_iters) / total_iters)``, s =
     start_factor, e = end_factor (torch.optim.lr_scheduler.LinearLR; a linear warmup
-    with s < e, a linear decay with s > e)."""
+    with s < e, a linear decay with s > e).
+
+    Example:
+
+    >>> import nprnn
+    >>> opt = nprnn.optim.SGD(nprnn.Linear(2, 1), lr=1.0)
+    >>> sched = nprnn.optim.lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=3)
+    >>> lrs = [opt.lr]
+    >>> for _ in range(4):
+    ...     sched.step()
+    ...     lrs.append(opt.lr)
+    >>> lrs
+    [0.25, 0.5, 0.75, 1.0, 1.0]
+    """
 
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5):
         self.start_factor = real_in_range("start_factor", start_factor, low=0, high=1,
@@ -383,6 +398,8 @@ class LRSchedule:
             )
 
     def lr_at(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based): linear warmup to
+        ``base_lr``, then the decay."""
         step = positive_int("step", step, minimum=0)
         if step < self.warmup_steps:
             return self.base_lr * (step + 1) / self.warmup_steps

@@ -161,6 +161,7 @@ class Optimizer:
     # --- hyperparameters -----------------------------------------------------------
     @property
     def lr(self) -> float:
+        """The learning rate of the next :meth:`step` (a scheduler sets it); must be ≥ 0."""
         return self._lr
 
     @lr.setter
@@ -168,6 +169,8 @@ class Optimizer:
         self._lr = real_in_range("lr", value, low=0)
 
     def hyperparameters(self) -> dict:
+        """The update's settings (``lr`` and the optimizer's own), as saved by
+        :meth:`state_dict`."""
         return {"lr": self.lr}
 
     def _buffers(self) -> tuple[str, ...]:
@@ -338,6 +341,17 @@ class SGD(Optimizer):
     ``g <- g + λ p``; with momentum μ: ``b <- g`` on the first step, else
     ``b <- μ b + (1 - dampening) g``; then ``g <- g + μ b`` (nesterov) or ``g <- b``;
     finally ``p <- p - η g``.
+
+    Example:
+
+    >>> import numpy as np, nprnn
+    >>> model = nprnn.Linear(2, 1, bias=False)
+    >>> model.params["weight"][...] = [[1.0, 2.0]]
+    >>> opt = nprnn.optim.SGD(model, lr=0.1)
+    >>> model.grads["weight"][...] = [[1.0, -1.0]]
+    >>> opt.step()                                 # w ← w − lr·g
+    >>> model.params["weight"]
+    array([[0.9, 2.1]], dtype=float32)
     """
 
     name = "sgd"
@@ -610,6 +624,7 @@ class RMSprop(Optimizer):
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "adagrad": Adagrad, "rmsprop": RMSprop}
+"""Name → optimizer class, the names :func:`make_optimizer` (and ``--optimizer``) accept."""
 
 
 def make_optimizer(name: str, params, *, lr=None, **kw) -> Optimizer:
