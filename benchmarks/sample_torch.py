@@ -23,6 +23,7 @@ import sys
 import torch
 
 import nprnn
+from nprnn.app.benchwork import torch_twin
 
 
 def main(argv=None) -> int:
@@ -37,14 +38,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     run = nprnn.load_run(a.run)
     model, vocab = run.model, run.vocab
-    sd = {k: torch.tensor(v) for k, v in model.state_dict().items()}
-    emb = torch.nn.Embedding(model.vocab_size, model.embedding_dim)
-    rnn = getattr(torch.nn, model.rnn.cell.torch)(
-        model.embedding_dim, model.hidden, model.num_layers
-    )
-    head = torch.nn.Linear(model.hidden, model.vocab_size)
-    for prefix, m in (("embedding.", emb), ("rnn.", rnn), ("head.", head)):
-        m.load_state_dict({k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)})
+    emb, rnn, head = torch_twin(torch, model)
     chars = vocab.tokens
     gen = torch.Generator().manual_seed(a.seed)
     out = []

@@ -362,16 +362,14 @@ class _Recurrent(Module):
 
     def _step_weights(self, prepare: bool) -> list:
         """Per layer ``(W_ihᵀ, b_ih, W_hh as the recurrence applies it, b_hh)``: views of
-        the live weights, or (``prepare``) contiguous copies."""
-        rec, out = self.cell.recurrence, []
+        the live weights, or (``prepare``) contiguous copies of them."""
+        applied, out = self.cell.recurrence.applied, []
         for k in range(self.num_layers):
             w = self._weights(k, 0) + [None, None]
-            w_ih = w[0].T.copy() if prepare else w[0].T
-            w_hh = rec.prepare(w[1]) if prepare else (w[1] if rec.diagonal else w[1].T)
-            b_ih, b_hh = w[2], w[3]
-            if prepare and self.bias:
-                b_ih, b_hh = b_ih.copy(), b_hh.copy()
-            out.append((w_ih, b_ih, w_hh, b_hh))
+            parts = (w[0].T, w[2], applied(w[1]), w[3])
+            if prepare:
+                parts = tuple(None if a is None else a.copy() for a in parts)
+            out.append(parts)
         return out
 
     def step(self, x_t=None, state=None, *, projected=None):
@@ -439,9 +437,10 @@ class Stepper:
         be = backends.current()
         B = positive_int("batch", batch)
         names = layer._state_names
-        if state is not None:
+        if state is not None:  # B from the state's (L, B, H); _check_states reports misfits
             first = state[0] if isinstance(state, tuple | list) else state
-            B = getattr(first, "shape", (0, B))[1]
+            if getattr(first, "ndim", 0) == 3:
+                B = first.shape[1]
         hint = f"num_layers={L}, B={B}, hidden_size={H}"
         states = layer._check_states(layer._split_state(state, "state", names), names, B, hint, be)
         self._states = [

@@ -28,7 +28,7 @@ from .charlm import CharLM
 from .lm import BUNDLED, bundled_path
 from .text import Vocab
 
-__all__ = ["generation", "train_step", "WORKLOADS"]
+__all__ = ["generation", "train_step", "torch_twin", "WORKLOADS"]
 
 GEN = {"vocab": 65, "hidden": 256, "layers": 2}
 TRAIN = {"hidden": 128, "layers": 1, "batch_size": 64, "lr": 3e-3, "clip": 1.0}
@@ -46,8 +46,9 @@ def _torch():
     return torch
 
 
-def _torch_lm(torch, model: CharLM):
-    """torch modules holding ``model``'s weights (PyTorch's names: they load as they are)."""
+def torch_twin(torch, model: CharLM):
+    """``(Embedding, LSTM/GRU/RNN, Linear)`` of ``torch`` holding ``model``'s weights
+    (PyTorch's names: the state dict loads as it is)."""
     sd = {k: torch.tensor(v) for k, v in model.state_dict().items()}
     cls = getattr(torch.nn, model.rnn.cell.torch)
     emb = torch.nn.Embedding(model.vocab_size, model.embedding_dim)
@@ -70,17 +71,11 @@ def generation(*, chars: int = 2000, repeat: int = 3, torch_: bool = True) -> di
 
     row = {"workload": f"generate, {GEN['layers']}×{GEN['hidden']} LSTM, B = 1",
            "unit": "chars/s"}  # fmt: skip
-    times = []
-    ours()  # warm-up
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        ours()
-        times.append(time.perf_counter() - t0)
-    row["nprnn"] = chars / _median(times)
+    row["nprnn"] = chars / _timed(ours, repeat)
     torch = _torch() if torch_ else None
     row["torch"] = None
     if torch is not None:
-        emb, rnn, head = _torch_lm(torch, model)
+        emb, rnn, head = torch_twin(torch, model)
         gen = torch.Generator().manual_seed(1)
 
         def theirs():
@@ -91,13 +86,7 @@ def generation(*, chars: int = 2000, repeat: int = 3, torch_: bool = True) -> di
                     p = torch.softmax(head(out[-1]), dim=-1)
                     x = torch.multinomial(p, 1, generator=gen).T
 
-        theirs()
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            theirs()
-            times.append(time.perf_counter() - t0)
-        row["torch"] = chars / _median(times)
+        row["torch"] = chars / _timed(theirs, repeat)
     row["ratio"] = None if row["torch"] is None else row["nprnn"] / row["torch"]
     return row
 
@@ -131,7 +120,7 @@ def _ours(model, opt, batches):
 def _theirs(torch, model, batches):
     """torch's loop over the same batches from ``model``'s current weights, and its
     modules (embedding, rnn, head)."""
-    emb, rnn, head = _torch_lm(torch, model)
+    emb, rnn, head = torch_twin(torch, model)
     params = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
     topt = torch.optim.Adam(params, lr=TRAIN["lr"])
     tb = [

@@ -53,12 +53,12 @@ class Recurrence:
         """h's contribution to the gates, batch-major: (B, H) → (B, G·H)."""
         return h * w if self.diagonal else h @ w.T
 
-    def prepare(self, w):
-        """``w`` as :meth:`apply` reads it: Wᵀ (a contiguous copy) or the diagonal."""
-        return w.copy() if self.diagonal else w.T.copy()
+    def applied(self, w):
+        """``w`` as :meth:`apply` reads it (a view): Wᵀ, or the diagonal itself."""
+        return w if self.diagonal else w.T
 
     def apply(self, wp, h):
-        """:meth:`step` on prepared weights: (B, H) → (B, G·H)."""
+        """:meth:`step` on ``applied(w)`` (or a contiguous copy of it): (B, H) → (B, G·H)."""
         return h * wp if self.diagonal else h @ wp
 
     def step_backward(self, w, d):
