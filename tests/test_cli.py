@@ -232,6 +232,23 @@ def test_resume_with_more_steps_is_bit_identical(tmp_path, prose, capsys):
     _assert_same_weights(tmp_path / "a", tmp_path / "b")
 
 
+def test_resume_of_a_finished_run_refreshes_copies_a_kill_left_stale(tmp_path, corpus, capsys):
+    """A kill after the last checkpoint's commit but before its user copies were written
+    leaves the previous checkpoint's model.safetensors and best.safetensors; resuming
+    (even with nothing left to train) rewrites them from the committed checkpoint."""
+    run = tmp_path / "r"
+    common = ["--data", corpus, "--eval-every", 5, *TINY]
+    assert run_cli(capsys, "train", *common, "--steps", 5, "--out", run)[0] == 0
+    stale = {n: (run / n).read_bytes() for n in ("model.safetensors", "best.safetensors")}
+    assert run_cli(capsys, "train", "--out", run, "--resume", "--steps", 10)[0] == 0
+    fresh = {n: (run / n).read_bytes() for n in stale}
+    assert all(fresh[n] != stale[n] for n in stale)  # step 10 trained on: the copies moved
+    for n, data in stale.items():  # what the kill between commit and copies leaves
+        (run / n).write_bytes(data)
+    assert run_cli(capsys, "train", "--out", run, "--resume", "--steps", 10)[0] == 0
+    assert {n: (run / n).read_bytes() for n in stale} == fresh
+
+
 def _assert_same_weights(a: Path, b: Path):
     wa, wb = load_arrays(a / "model.safetensors"), load_arrays(b / "model.safetensors")
     assert wa.keys() == wb.keys()

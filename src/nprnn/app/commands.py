@@ -21,7 +21,7 @@ from . import options as O
 from .declare import merge_resumed
 from .errors import CheckpointError, UsageError
 from .load import Loaded, read_run
-from .runs import RunDir
+from .runs import RunDir, refresh_copies
 from .train import LoopOptions, Trainer, TrainResult
 
 __all__ = [
@@ -129,6 +129,7 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
                     "restore the run directory, or start the run again with --force",
                 ) from None
             run.trim_log(trainer.step)  # evaluations logged after this checkpoint happen again
+            refresh_copies(run)  # a kill after the commit may have left the previous copies
         else:
             if opts.force:
                 _clear(run)

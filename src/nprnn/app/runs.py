@@ -50,7 +50,8 @@ uses a run checks them too (:func:`check_copies`): a copy that is damaged (not p
 or claiming the current checkpoint but not matching its checksum) is an error naming the
 file, and :func:`repair` (``nprnn repair DIR``) rewrites the copies from the checkpoint.
 A copy that is missing or still the previous checkpoint's (a kill between steps 2 and 3)
-is not damage: the next checkpoint refreshes it.
+is not damage: a resume refreshes it (:func:`refresh_copies`), before any new checkpoint
+— also when the run had already reached its last step and trains no further.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ __all__ = [
     "load_model",
     "load_best",
     "check_copies",
+    "refresh_copies",
     "repair",
     "FORMAT",
     "VERSION",
@@ -445,7 +447,7 @@ def load_best(run: RunDir) -> dict | None:
 
 def _copy_problem(run: RunDir, name: str, entry: dict | None, kind: str) -> str | None:
     """Why the copy ``name`` of the checkpoint file ``entry`` is damaged, or None if it is
-    intact, missing or a previous checkpoint's (stale copies are refreshed by the next save)."""
+    intact, missing or a previous checkpoint's (stale copies are refreshed on resume)."""
     path = run.file(name)
     if entry is None or not path.is_file():
         return None
@@ -497,14 +499,11 @@ def check_copies(run: RunDir, record: dict | None = None) -> None:
         raise CheckpointError(f"damaged run directory: {what}", fix)
 
 
-def repair(run: RunDir) -> list[str]:
-    """Rewrite the user copies (``config.json``, ``model.safetensors``, ``best.safetensors``)
-    from the committed checkpoint, after verifying it; returns the names rewritten (those
-    that differed or were missing)."""
-    rec = _read_record(run)
-    load_checkpoint(run)  # every file the record names, verified
-    if rec.get("best"):
-        _load_entry(run, rec["best"], "best")
+def refresh_copies(run: RunDir, record: dict | None = None) -> list[str]:
+    """Rewrite the weight copies (``model.safetensors``, ``best.safetensors``) that are
+    missing or differ from the committed checkpoint's files; returns their names. The
+    checkpoint files themselves are not verified here (the loader does that)."""
+    rec = _read_record(run) if record is None else record
     done = []
     for name, kind in ((RunDir.MODEL, "model"), (RunDir.BEST, "best")):
         entry = rec.get(kind)
@@ -514,6 +513,18 @@ def repair(run: RunDir) -> list[str]:
         if not path.is_file() or sha256_hex(path.read_bytes()) != entry["sha256"]:
             atomic_write_bytes(path, run.file(entry["file"]).read_bytes())
             done.append(name)
+    return done
+
+
+def repair(run: RunDir) -> list[str]:
+    """Rewrite the user copies (``config.json``, ``model.safetensors``, ``best.safetensors``)
+    from the committed checkpoint, after verifying it; returns the names rewritten (those
+    that differed or were missing)."""
+    rec = _read_record(run)
+    load_checkpoint(run)  # every file the record names, verified
+    if rec.get("best"):
+        _load_entry(run, rec["best"], "best")
+    done = refresh_copies(run, rec)
     try:
         same = read_json(run.config_path) == rec["config"]
     except CheckpointError:
