@@ -76,3 +76,19 @@ def test_a_failing_rank_ends_the_job_with_one_line():
     assert proc.returncode != 0
     assert took < 30
     assert "nprnn: rank 1 of 2 failed: RuntimeError: disk full; aborting the job" in proc.stderr
+
+
+def test_single_process_training_never_loads_mpi4py(tmp_path):
+    """``import nprnn`` and a plain ``nprnn train`` (no mpiexec) leave mpi4py unloaded,
+    even where it is installed."""
+    code = (
+        "import sys, nprnn\n"
+        "from nprnn.app.cli import main\n"
+        f"rc = main(['train', '--out', {str(tmp_path / 'run')!r}, '--steps', '3', "
+        "'--eval-every', '3', '--hidden', '8', '--quiet', '--samples', '0'])\n"
+        "assert rc == 0, rc\n"
+        "assert 'mpi4py' not in sys.modules, 'mpi4py was imported'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in dist._LAUNCHER_VARS}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr

@@ -262,12 +262,12 @@ def test_the_data_parallel_hooks_are_called_once_per_step_in_order(tmp_path, mon
             calls.append("shard")
             return batch
 
-        def average_gradients(self, grads, loss, count):
+        def average_gradients(self, grads, loss, count, stop=False):
             assert any(np.any(g) for g in grads.values())  # after backward
             calls.append(("average", count))
             for g in grads.values():
                 g[...] = 0  # a "global" gradient of zero: the step must change nothing
-            return loss
+            return loss, count
 
         def sum_totals(self, totals):
             calls.append("sum")

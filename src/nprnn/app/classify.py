@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nprnn import distributed as dist
 from nprnn.validation import (
     positive_int,
 )
@@ -273,6 +274,8 @@ def _run(opts, given: set) -> tuple[int, dict | None]:
         build=lambda o, p: _build(o, p, holder),
         resume_hint=f"nprnn train --task classify --out {opts.out} --resume",
     )
+    if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
+        return commands.silent_status(result), None
     from .viz import plot_log
 
     plot_log(run.read_log(), run.path / commands.PLOT, title=run.path.name)
@@ -312,14 +315,15 @@ def train_classifier(*, data=BUNDLED, out="runs/classify", quiet=True, **kw) -> 
 
     Returns ``{"out", "steps", "best_step", "val": metrics, ["test": metrics]}``, the
     metrics of the best weights (see :func:`classification_metrics`). A run that
-    diverges or is interrupted raises :class:`UsageError` saying so.
+    diverges or is interrupted raises :class:`UsageError` saying so. Under ``mpiexec``
+    the ranks other than 0 return None (rank 0 reports).
     """
     opts = O.TrainClassifier(data=data, out=str(out), quiet=quiet, **kw)
     given = {"data", "out", "quiet", *kw}
     for f in ("steps", "batch_size", "eval_every", "hidden", "layers"):
         positive_int(f, getattr(opts, f))
     status, res = _run(opts, given)
-    if res is None:
+    if res is None and not (status == 0 and dist.rank() != 0):  # MPI: rank 0 has res
         raise UsageError(
             f"training did not finish (exit status {status})",
             f"continue with train_classifier(out={str(out)!r}, resume=True)",

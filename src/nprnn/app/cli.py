@@ -183,19 +183,34 @@ def main(argv=None) -> int:
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     except KeyboardInterrupt:  # outside the training loop (which handles its own)
-        print("nprnn: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _report("interrupted", EXIT_INTERRUPTED)
     except MemoryError as e:  # a model or batch too large for this machine
         detail = f" ({' '.join(str(e).split())})" if str(e) else ""
-        print(
-            f"nprnn: error: out of memory{detail} — use a smaller model or batch (--hidden, "
+        return _report(
+            f"error: out of memory{detail} — use a smaller model or batch (--hidden, "
             "--layers, --batch-size, --seq-len, --n)",
-            file=sys.stderr,
+            EXIT_USAGE,
         )
-        return EXIT_USAGE
     except (AppError, ValueError, TypeError, OSError) as e:
-        print(f"nprnn: error: {_render(e)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _report(f"error: {_render(e)}", EXIT_USAGE)
+
+
+def _report(line: str, status: int) -> int:
+    """Print ``nprnn: line`` on stderr and return ``status``. Under ``mpiexec`` with
+    several ranks (see :mod:`.mpi`): during setup only the rank that should speak
+    prints (the errors are the same everywhere); once training runs, the line names
+    the rank and the whole job is aborted, so that no other rank waits forever."""
+    from nprnn import distributed as dist
+
+    if dist.launched() and dist.size() > 1:
+        from . import mpi
+
+        if mpi.started():
+            mpi.fail(line, status)
+        if not mpi.should_report_setup_error():
+            return status
+    print(f"nprnn: {line}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

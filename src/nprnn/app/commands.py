@@ -8,6 +8,9 @@ in memory (before building the model), builds the objective and returns a
 :class:`Built`. :func:`train` does the rest, the same for the language model, the
 classifier and the tasks.
 
+Under ``mpiexec -n N`` (:mod:`.mpi`) every rank runs this; the ranks agree that the
+setup succeeded everywhere before training, and only rank 0 writes ``--out`` and prints.
+
 Exit statuses (:func:`exit_status`): 0 done or stopped early; 3 diverged; 130
 interrupted (a checkpoint of the current step is saved).
 """
@@ -21,6 +24,7 @@ from . import options as O
 from .declare import merge_resumed
 from .errors import CheckpointError, UsageError
 from .load import Loaded, read_run
+from .mpi import make_parallel
 from .runs import RunDir, refresh_copies
 from .train import LoopOptions, Trainer, TrainResult
 
@@ -31,6 +35,7 @@ __all__ = [
     "resolve_warmup",
     "loop_options",
     "exit_status",
+    "silent_status",
     "EXIT_USAGE",
     "EXIT_DIVERGED",
     "EXIT_INTERRUPTED",
@@ -109,17 +114,25 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
     the command that continues the run.
     """
     run = RunDir(out)
-    prev = claim_out(run, opts, kind)
-    if prev is not None:
-        merge_resumed(opts, given, prev.config)
-    resolve_warmup(opts, given, prev is not None)
-    built = build(opts, prev)
-    trainer = Trainer(
-        built.objective, loop_options(opts), run, built.config, resume_hint=resume_hint
-    )
-    existed = run.path.exists()
-    run.check_writable()
+    parallel = make_parallel()  # under mpiexec with N > 1 ranks: MPI, else the identity
     try:
+        prev = claim_out(run, opts, kind)
+        if prev is not None:
+            merge_resumed(opts, given, prev.config)
+        parallel.check_batch_size(opts.batch_size)  # the run's own when resuming
+        resolve_warmup(opts, given, prev is not None)
+        built = build(opts, prev)
+        trainer = Trainer(
+            built.objective,
+            loop_options(opts),
+            run,
+            built.config,
+            resume_hint=resume_hint,
+            parallel=parallel,
+        )
+        existed = run.path.exists()
+        if parallel.writes:
+            run.check_writable()
         if prev is not None:
             try:
                 trainer.load_state(prev.trainer_arrays, prev.trainer_state)
@@ -128,13 +141,21 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
                     f"cannot resume the run in {run.path}: {e.what}",
                     "restore the run directory, or start the run again with --force",
                 ) from None
-            run.trim_log(trainer.step)  # evaluations logged after this checkpoint happen again
-            refresh_copies(run)  # a kill after the commit may have left the previous copies
+    except BaseException:
+        parallel.setup_failed()  # under MPI: the other ranks stop too (no one waits)
+        raise
+    # every rank has read --out before rank 0 writes to it, and starts from its weights
+    parallel.setup_done(trainer.model)
+    try:
+        if prev is not None:
+            if parallel.writes:  # evaluations logged after this checkpoint happen again
+                run.trim_log(trainer.step)
+                refresh_copies(run)  # a kill after the commit may have left the previous copies
         else:
-            if opts.force:
+            if opts.force and parallel.writes:
                 _clear(run)
             trainer.save()  # step 0: the run exists from now on and can always be resumed
-        if not opts.quiet:
+        if not opts.quiet and parallel.writes:
             for line in built.notes:
                 print(line, file=sys.stderr)
             print(
@@ -143,7 +164,7 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
             )
         result = trainer.run()
     except BaseException:
-        if prev is None and trainer.step == 0:
+        if prev is None and trainer.step == 0 and parallel.writes:
             run.discard(remove_dir=not existed)  # a failed start leaves nothing behind
         raise
     return result, trainer, run, prev
@@ -160,3 +181,8 @@ def exit_status(result: TrainResult, quiet: bool) -> int | None:
     if result.message:
         print(result.message, file=sys.stderr if quiet else sys.stdout)
     return None
+
+
+def silent_status(result: TrainResult) -> int:
+    """:func:`exit_status` without printing (an MPI rank other than 0): 0 when done."""
+    return {"diverged": EXIT_DIVERGED, "interrupted": EXIT_INTERRUPTED}.get(result.status, 0)

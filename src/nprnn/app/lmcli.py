@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nprnn import distributed as dist
+
 from . import commands
 from .charlm import CharLM
 from .declare import check_modes, stored
@@ -178,7 +180,7 @@ def cmd_train(opts, given: set) -> int:
         opts.out = f"runs/{stem}-{opts.model}"
     from .viz import plot_log, preload_matplotlib
 
-    loader = None if opts.quiet else preload_matplotlib()
+    loader = None if opts.quiet or dist.rank() != 0 else preload_matplotlib()
     result, trainer, run, _ = commands.train(
         opts,
         given,
@@ -187,6 +189,8 @@ def cmd_train(opts, given: set) -> int:
         build=lambda o, p: _build(o, given, p),
         resume_hint=f"nprnn train --out {opts.out} --resume",
     )
+    if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
+        return commands.silent_status(result)
     if loader is not None:
         loader.join()
     plot_log(run.read_log(), run.path / commands.PLOT, title=run.path.name)

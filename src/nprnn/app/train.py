@@ -8,14 +8,17 @@ evaluation. Each step::
     batch  = batcher.next_batch()
     batch  = parallel.shard(batch, objective)            # (1) this process's share
     loss, n, carry = objective.loss_and_grad(batch, carry)   # forward + backward
-    loss   = parallel.average_gradients(grads, loss, n)  # (2) between backward and clip
+    loss, n = parallel.average_gradients(grads, loss, n, stop)  # (2) before clipping
     clip, divergence check, lr from the schedule, optimizer step
 
-(1) and (2) are the only places data parallelism needs (issue 13): :class:`Parallel`
-is the single-process identity; an MPI version splits the batch there and averages the
-gradients (weighted by ``n``, the predictions each process counted) with an allreduce.
-Evaluation goes through one call too, ``objective.evaluate(part, parts)`` → totals,
-then ``parallel.sum_totals``; only the process with ``parallel.writes`` writes the run.
+(1) and (2) are the only places data parallelism needs in a step: :class:`Parallel`
+is the single-process identity; the MPI version (:mod:`.mpi`) splits the batch there
+and averages the gradients (weighted by ``n``, the predictions each process counted)
+with an allreduce that also carries each process's Ctrl-C flag, so that all of them
+stop after the same step (``parallel.should_stop``). Evaluation goes through one call
+too, ``objective.evaluate(part, parts)`` → totals, then ``parallel.sum_totals``; only
+the process with ``parallel.writes`` writes the run. A checkpoint holds the global
+carried state (``parallel.gather_carry``; ``shard_carry`` on resume).
 
 Every ``eval_every`` steps the model is scored, one line goes to ``log.jsonl``, a
 checkpoint is written (atomically) and, when the validation loss improved, the best
@@ -131,17 +134,39 @@ class Parallel:
     rank, size = 0, 1
     writes = True  # whether this process writes the run directory
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """Refuse a global batch the processes cannot share (the MPI version)."""
+
+    def setup_done(self, model) -> None:
+        """Every process has built its model and state (the MPI version agrees on it)."""
+
+    def setup_failed(self) -> None:
+        """This process's setup raised (the MPI version tells the others)."""
+
     def shard(self, batch, objective: Objective):
-        """This process's share of the global ``batch``."""
+        """This process's share of the global ``batch`` (None: no rows of it)."""
         return batch
 
-    def average_gradients(self, grads: dict, loss: float, count: int) -> float:
-        """Make ``grads`` (in place) and the returned loss those of the global batch."""
-        return loss
+    def average_gradients(self, grads: dict, loss: float, count: int, stop: bool = False):
+        """Make ``grads`` (in place) those of the global batch; ``(global mean loss,
+        global count)``. ``stop``: this process's Ctrl-C flag, agreed for ``should_stop``."""
+        return loss, count
+
+    def should_stop(self, local: bool) -> bool:
+        """Whether to stop before the next step, the same answer in every process."""
+        return local
 
     def sum_totals(self, totals: dict) -> dict:
         """Evaluation totals summed over the processes."""
         return totals
+
+    def gather_carry(self, carry):
+        """The global carried state, for the checkpoint (on the writing process)."""
+        return carry
+
+    def shard_carry(self, carry):
+        """This process's share of a global carried state read from a checkpoint."""
+        return carry
 
 
 # ----------------------------------------------------------------------------- optimizer use
@@ -222,8 +247,9 @@ class Trainer:
     def state(self):
         """``(trainer_arrays, trainer_state)``: everything resuming needs besides weights."""
         arrays = {f"opt.{k}": v for k, v in self.optimizer.state_arrays().items()}
-        if self.carry is not None:
-            parts = self.carry if isinstance(self.carry, tuple) else (self.carry,)
+        carry = self.parallel.gather_carry(self.carry)  # collective under MPI
+        if carry is not None:
+            parts = carry if isinstance(carry, tuple) else (carry,)
             arrays.update({f"carry.{i}": p for i, p in enumerate(parts)})
         state = {
             "step": self.step,
@@ -287,14 +313,16 @@ class Trainer:
         self.step = step
         self.model.rng.bit_generator.state = rng_state
         self.record.update(record)
-        self.carry = carry
+        self.carry = self.parallel.shard_carry(carry)
         self.saved_step = self.step
 
     def save(self, *, best: bool = False) -> None:
         """Write a checkpoint of the current step (atomic); ``best``: also as the best weights."""
-        if not self.writes:
+        if self.run_dir is None:
             return
-        arrays, state = self.state()
+        arrays, state = self.state()  # on every process: it gathers the carried state
+        if not self.parallel.writes:
+            return
         weights = self.model.state_dict()
         save_checkpoint(
             self.run_dir,
@@ -329,6 +357,8 @@ class Trainer:
         try:
             return self._loop()
         except KeyboardInterrupt:  # raised mid-step: the state in memory may be half-updated
+            if self.parallel.size > 1:  # the other processes wait for this one: end the job
+                raise
             return self._result("interrupted", message=self._resume_message(saved=False))
         finally:
             if main:
@@ -350,7 +380,7 @@ class Trainer:
         t0, counted = time.perf_counter(), 0
         try:
             while self.step < o.steps:
-                if self._stop:
+                if self.parallel.should_stop(self._stop):
                     self.save()
                     return self._result("interrupted", message=self._resume_message(saved=True))
                 loss, n = self._train_step()
@@ -384,9 +414,13 @@ class Trainer:
         batch = self.parallel.shard(batch, self.objective)  # hook (1): this process's share
         model.train()
         model.zero_grad()
-        loss, n, carry = self.objective.loss_and_grad(batch, self.carry)
+        if batch is None:  # a last batch with fewer rows than processes: none for this one
+            loss, n, carry = 0.0, 0, self.carry
+        else:
+            loss, n, carry = self.objective.loss_and_grad(batch, self.carry)
         grads = model.grads
-        loss = self.parallel.average_gradients(grads, loss, n)  # hook (2): global gradients
+        # hook (2): the global batch's gradients, mean loss and count
+        loss, n = self.parallel.average_gradients(grads, loss, n, self._stop)
         norm = _clip(grads, o.clip)
         first = rec["initial_loss"]
         if not (math.isfinite(loss) and math.isfinite(norm)) or (
