@@ -175,7 +175,11 @@ class TrainLM:
     exit status: 0 done; 2 bad input (one line on stderr: what is wrong - what to do;
     nothing overwritten); 3 training diverged (NaN loss or above 3x the first step's: the
     last good checkpoint is kept, resume with a lower --lr); 130 interrupted by Ctrl-C (a
-    checkpoint of the current step is saved; continue with --resume)."""
+    checkpoint of the current step is saved; continue with --resume).
+
+    data-parallel: mpiexec -n N nprnn train ... (pip install 'nprnn[mpi]') splits every
+    batch of --batch-size over the N ranks (it must be divisible by N) and gives the
+    result one process gives; rank 0 writes --out; a failing rank ends the job."""
 
     task: str = option(
         "lm",
@@ -267,7 +271,7 @@ class TrainClassifier:
     names and genders). Prints one JSON line of metrics of the best weights.
 
     exit status as for nprnn train: 0; 2 bad input; 3 diverged; 130 Ctrl-C (a checkpoint
-    is saved; continue with --resume)."""
+    is saved; continue with --resume). Under mpiexec -n N as for nprnn train."""
 
     task: str = option("classify", "what to train", choices=("classify",))
     data: str = option(
