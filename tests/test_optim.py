@@ -275,6 +275,24 @@ def test_step_refuses_non_finite_grads(name, bad):
         np.testing.assert_array_equal(a, state[k])
 
 
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_known_finite_skips_only_the_finite_scan(name):
+    """known_finite=True gives the same update as the checked step, still checks shapes,
+    and does not scan: a NaN it was told is absent reaches the parameters."""
+    twins = [make_params(np.float64) for _ in range(2)]
+    opts = [make_optimizer(name, p, lr=0.1) for p in twins]
+    grads = make_grads(twins[0], np.random.default_rng(1))
+    opts[0].step(grads)
+    opts[1].step(grads, known_finite=True)
+    for k in twins[0]:
+        np.testing.assert_array_equal(twins[0][k], twins[1][k])
+    with pytest.raises(ValueError, match="bias_ih_l0.*expected"):
+        opts[1].step({**grads, "bias_ih_l0": np.zeros(7)}, known_finite=True)
+    grads["bias_ih_l0"][0] = np.nan
+    opts[1].step(grads, known_finite=True)
+    assert np.isnan(twins[1]["bias_ih_l0"][0])
+
+
 def test_load_state_needs_dicts():
     opt = Adam(make_params(np.float64), lr=1e-2)
     for d in ([], None, "adam"):

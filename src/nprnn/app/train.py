@@ -427,7 +427,7 @@ class Trainer:
             first is not None and loss > DIVERGENCE_FACTOR * first
         ):
             return None, self._diverged_message(loss, norm, first)
-        self.optimizer.step(grads)
+        self.optimizer.step(grads, known_finite=True)  # the finite norm above implies it
         self.step += 1
         self.carry = carry
         if first is None:

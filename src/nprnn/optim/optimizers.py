@@ -199,12 +199,15 @@ class Optimizer:
             for k in params:  # every check passes before anything is touched
                 check_finite(f"grad {k!r}", grads[k])
 
-    def step(self, grads: dict | None = None) -> None:
+    def step(self, grads: dict | None = None, *, known_finite: bool = False) -> None:
         """Update every parameter in place from ``grads`` (same keys, shapes, dtypes), or
         from the bound gradients when ``grads`` is None.
 
         Gradients holding NaN or inf are refused (``ValueError`` naming the key and the
         first bad index); a refused step changes nothing, not even ``step_count``.
+        ``known_finite=True`` skips that scan when the caller has already established it
+        — e.g. a finite global norm from :func:`clip_grad_norm` (a NaN or inf anywhere
+        makes the norm NaN or inf); keys, shapes and dtypes are still checked.
         """
         if grads is None:
             if self.grads is None:
@@ -215,7 +218,7 @@ class Optimizer:
             if self.module is not None:
                 self._check_module_unchanged()
             grads = self.grads
-        self._check_grads(grads)
+        self._check_grads(grads, finite=not known_finite)
         self.step_count += 1
         for k, p in self.params.items():
             self._update(k, p, grads[k], self._work(k, p))
