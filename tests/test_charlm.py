@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import nprnn
 from nprnn.app.charlm import CharLM
 from nprnn.app.text import Vocab
 from nprnn.gradcheck import gradcheck
@@ -304,3 +305,25 @@ def test_a_tiny_temperature_samples_greedily_without_warnings():
     lm = CharLM(len(_vocab()), hidden=3, rng=0)
     greedy = lm.sample(_vocab(), n=3, temperature=1e-300, rng=0, max_len=6)
     assert lm.sample(_vocab(), n=3, temperature=1e-320, rng=5, max_len=6) == greedy
+
+
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_embedded_path_equals_the_plain_composition(model):
+    """With fewer characters than (step, row) pairs CharLM runs the first layer on the
+    projected embedding table; loss and every gradient equal embedding → rnn → head."""
+    V, T, B = 7, 9, 5
+    lm = CharLM(V, model=model, hidden=6, layers=2, dropout=0.0, dtype=np.float64, rng=0)
+    rng = np.random.default_rng(1)
+    ids, targets = rng.integers(0, V, (T, B)), rng.integers(0, V, (T, B))
+    mask = rng.random((T, B)) < 0.8
+    assert V < ids.size  # the embedded path
+    lm.zero_grad()
+    loss, _ = lm.loss_and_grad(ids, targets, mask)
+    got = {k: g.copy() for k, g in lm.grads.items()}
+    lm.zero_grad()
+    h, _ = lm.rnn(lm.embedding(ids), mask=mask)
+    want_loss, dlogits = nprnn.softmax_cross_entropy(lm.head(h), targets, mask=mask)
+    lm.embedding.backward(lm.rnn.backward(lm.head.backward(dlogits))[0])
+    assert abs(loss - float(want_loss)) < 1e-13
+    for k, g in lm.grads.items():
+        assert np.abs(got[k] - g).max() < 1e-12, k

@@ -666,3 +666,51 @@ def test_stepper_equals_the_sequence_forward_and_snapshots_the_weights(kind):
     with pytest.raises(ValueError, match="the input has 1 rows but this stepper holds 4"):
         gen.step(x[0, :1])
     assert layer.stepper(batch=3).state[0 if kind == "lstm" else slice(None)].shape[-2] == 3
+
+
+@pytest.mark.parametrize("layer", [LSTM, GRU, RNN, IndRNN])
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("B", [1, 5])
+def test_forward_embedded_equals_forward_of_the_gathered_rows(layer, batch_first, bidirectional, B):
+    """forward_embedded(E, ids) is forward(E[ids]): outputs, states, parameter gradients,
+    and its dx is the scatter of forward's dx into E's rows (f64, masked, 2 layers)."""
+    rng = np.random.default_rng(B + 2 * batch_first + 4 * bidirectional)
+    V, F, H, T = 7, 4, 6, 9
+    lay = layer(F, H, num_layers=2, bidirectional=bidirectional, batch_first=batch_first,
+                dtype=np.float64, rng=1)  # fmt: skip
+    E, ids = rng.standard_normal((V, F)), rng.integers(0, V, (T, B))
+    mask = rng.random((T, B)) < 0.8
+    mask[0] = True
+    x = E[ids].swapaxes(0, 1) if batch_first else E[ids]
+    out, state = lay(x, mask=mask.T if batch_first else mask)
+    dout = rng.standard_normal(out.shape)
+    dx, dstate = lay.backward(dout)
+    want = {k: g.copy() for k, g in lay.grads.items()}
+    lay.zero_grad()
+    dE = np.zeros_like(E)
+    np.add.at(dE, ids.reshape(-1), (dx.swapaxes(0, 1) if batch_first else dx).reshape(-1, F))
+
+    out2, state2 = lay.forward_embedded(E, ids, mask=mask)
+    dE2, dstate2 = lay.backward(dout)
+    assert np.abs(out2 - out).max() < 1e-13
+    for a, b in zip(np.atleast_1d(state), np.atleast_1d(state2), strict=True):
+        assert np.abs(a - b).max() < 1e-13
+    assert dE2.shape == E.shape and np.abs(dE2 - dE).max() < 1e-12
+    for k, g in want.items():
+        assert np.abs(lay.grads[k] - g).max() < 1e-12, k
+    for a, b in zip(np.atleast_1d(dstate), np.atleast_1d(dstate2), strict=True):
+        assert np.abs(a - b).max() < 1e-12
+
+
+def test_forward_embedded_checks_its_inputs():
+    lay = LSTM(4, 6, rng=0)
+    E = np.zeros((7, 4), np.float32)
+    with pytest.raises(ValueError, match=r"weight has shape \(7, 5\)"):
+        lay.forward_embedded(np.zeros((7, 5), np.float32), np.zeros((3, 2), int))
+    with pytest.raises(ValueError, match=r"ids"):
+        lay.forward_embedded(E, np.full((3, 2), 7))
+    with pytest.raises(ValueError, match=r"ids must be 2-D"):
+        lay.forward_embedded(E, np.zeros(3, int))
+    with pytest.raises(TypeError, match=r"ids must hold integer ids"):
+        lay.forward_embedded(E, np.zeros((3, 2)))

@@ -72,6 +72,7 @@ from .validation import (
     as_rng,
     check_shape,
     float_array,
+    index_array,
     mask_array,
     on_backend,
     one_of,
@@ -210,7 +211,6 @@ class _Recurrent(Module):
         Returns ``(out, h_n)`` (RNN, GRU) or ``(out, (h_n, c_n))`` (LSTM): out in x's
         layout, final states (D·L, B, H). Keeps what ``backward`` needs.
         """
-        D, L, H = self.num_directions, self.num_layers, self.hidden_size
         layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
         be = backends.current()
         xp = be.xp
@@ -229,6 +229,33 @@ class _Recurrent(Module):
         xt = xp.ascontiguousarray(x.swapaxes(0, 1)) if self.batch_first else x  # (T, B, F)
         T, B = xt.shape[:2]
         m = mask_array(mask, lengths, T, B, batch_first=self.batch_first)  # (T, B) bool | None
+        return self._run(xt, None, T, B, m, state, be)
+
+    def forward_embedded(self, weight, ids, state=None, mask=None):
+        """``forward(weight[ids], state, mask)`` without forming weight[ids].
+
+        ``weight`` (V, input_size): an embedding table; ``ids`` (T, B) ints in [0, V)
+        (time-major whatever ``batch_first`` says). The first layer's projection
+        W_ih weight[ids] + b becomes a gather from the table's projection
+        W_ih weightᵀ + b (G·H, V), computed once; :meth:`backward` then returns the
+        gradient of ``weight`` (V, input_size) in place of dx. Worth it when V < T·B
+        (a character vocabulary): the input's three large GEMMs shrink from T·B columns
+        to V. Outputs and gradients equal the plain forward's to float rounding.
+        """
+        be = backends.current()
+        w = self._array("weight", weight, be, ndim=2)
+        check_shape("weight", w, (w.shape[0], self.input_size), hint="(V, input_size)")
+        ids = index_array("ids", ids, high=w.shape[0], ndim=2)
+        T, B = ids.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"ids has shape {_shape(ids)}: (T, B) needs T, B ≥ 1")
+        m = mask_array(mask, None, T, B, batch_first=False)
+        return self._run(w, ids if be.device == "cpu" else be.asarray(ids), T, B, m, state, be)
+
+    def _run(self, xt, ids, T, B, m, state, be):
+        """The stack over checked inputs: xt (T, B, F), or the table (V, F) with ids."""
+        D, L, H = self.num_directions, self.num_layers, self.hidden_size
+        xp = be.xp
         names = self._state_names
         hint = f"directions·num_layers={D * L}, B={B} as in x, hidden_size={H}"
         states = self._split_state(state, "state", names)
@@ -246,7 +273,14 @@ class _Recurrent(Module):
                 i = k * D + d
                 s0 = [None if s is None else s[i] for s in states]
                 o, s_n, cache = driver.forward(
-                    self.cell, inp, s0, self._weights(k, d), pad, d == 1, keep
+                    self.cell,
+                    inp,
+                    s0,
+                    self._weights(k, d),
+                    pad,
+                    d == 1,
+                    keep,
+                    ids if k == 0 else None,
                 )
                 for buf, s in zip(finals, s_n, strict=True):
                     buf[i] = s
@@ -262,7 +296,9 @@ class _Recurrent(Module):
             drops.append(scale)
             inp = out
         if keep:
-            self._save_for_backward({"caches": caches, "drops": drops, "T": T, "B": B})
+            self._save_for_backward(
+                {"caches": caches, "drops": drops, "T": T, "B": B, "embedded": ids is not None}
+            )
         self._last_drops = drops
         if self.batch_first:
             inp = xp.ascontiguousarray(inp.swapaxes(0, 1))  # (B, T, D·H)
@@ -323,9 +359,9 @@ class _Recurrent(Module):
             if k > 0 and c["drops"][k - 1] is not None:
                 dx *= c["drops"][k - 1]  # through the dropout of layer k−1's output
             g = dx
-        if self.batch_first:
+        if self.batch_first and not c["embedded"]:
             g = xp.ascontiguousarray(g.swapaxes(0, 1))  # (B, T, F)
-        return g, self._pack_state(d0)
+        return g, self._pack_state(d0)  # embedded: g is the table's gradient (V, F)
 
     # ------------------------------------------------------------------ generation
 

@@ -1,6 +1,6 @@
 """The one BPTT driver: every cell, both directions, masks, on any backend.
 
-``forward(cell, x, states, weights, pad=None, reverse=False, keep=True)`` runs a cell
+``forward(cell, x, states, weights, pad=None, reverse=False, keep=True, ids=None)`` runs a cell
 (:mod:`nprnn.kernels.cells`) over a whole sequence, ``backward(cache, dout, dstates)``
 differentiates it. Inputs are trusted: the public entry points (:mod:`nprnn.functional`,
 the layers) validate them once and call these. Shapes, time-major:
@@ -10,6 +10,14 @@ the layers) validate them once and call these. Shapes, time-major:
   [weight_ih, weight_hh]); pad (T, 1, B) bool, True at padding, or None.
   forward → out (T, B, H), final states [(B, H)], cache (None when keep is False)
   backward → dx (T, B, F), [dstate0 (B, H)], {weight_ih, weight_hh[, bias_ih, bias_hh]}
+
+**Embedded input** (``ids`` given): x is a table (V, F) and the input at (t, b) is
+x[ids[t, b]] — an embedding — without materialising it. The projection is then one
+small GEMM for the table, P = W_ih xᵀ + b (G·H, V), and a gather per step; backward
+returns dx as the table's gradient (V, F): the gate gradients are summed per id first,
+dP = Σ_{(t,b): ids=v} dgates_(t,b) (one GEMM with the one-hot (T·B, V) matrix), then
+dW_ih = dP x and dx = dPᵀ W_ih. When V < T·B that replaces the three (G·H)×F×(T·B)
+GEMMs of the input by ones of (G·H)×F×V.
 
 **Masks.** At a padding step every state passes through unchanged, the output there is
 0, and in backward the gradient of every state passes back unchanged along that carry
@@ -64,6 +72,12 @@ class Cache:
     has_bias: bool
     pad: object  # (T, 1, B) bool or None
     reverse: bool
+    ids: object = None  # (T, B) int when x is an embedding table (V, F)
+
+    @property
+    def TB(self) -> tuple[int, int]:
+        """(T, B) of the sequence."""
+        return self.ids.shape if self.ids is not None else self.x.shape[:2]
 
     def before(self, j):
         """(T, H, B) view of state j before each step, in time order."""
@@ -84,12 +98,16 @@ def _slots(T: int, reverse: bool, t0: int = 0, t1: int | None = None):
     return [(t, t, t + 1) for t in range(t0, t1)]
 
 
-def _projected_steps(be, x, w_ih, bias, reverse):
+def _projected_steps(be, x, w_ih, bias, reverse, ids=None):
     """``(t, prev, nxt, xp_t)`` in processing order, xp_t (G·H, B) = W_ih x_t + b, one
-    GEMM per chunk of about _PROJ_COLS columns into one reused buffer."""
+    GEMM per chunk of about _PROJ_COLS columns into one reused buffer (with ``ids``: a
+    gather from the projected table, x (V, F))."""
     xp = be.xp
-    T, B, F = x.shape
     G = w_ih.shape[0]
+    if ids is not None:
+        yield from _gathered_steps(be, x, w_ih, bias, reverse, ids)
+        return
+    T, B, F = x.shape
     k = max(1, min(T, -(-_PROJ_COLS // B)))
     buf = be.empty((G * k * B,), x.dtype)
     for t0 in range(T - k, -k, -k) if reverse else range(0, T, k):
@@ -111,11 +129,38 @@ def _projected_steps(be, x, w_ih, bias, reverse):
             yield t, prev, nxt, steps[t - t0]
 
 
-def forward(cell, x, states, weights, pad=None, reverse=False, keep=True):
-    """Run ``cell`` over x; see the module docstring for shapes and rules."""
+def _gathered_steps(be, table, w_ih, bias, reverse, ids):
+    """:func:`_projected_steps` for an embedded input: xp_t = P[:, ids[t]], with
+    P = W_ih tableᵀ + b computed once."""
+    xp = be.xp
+    T, B = ids.shape
+    G, V = w_ih.shape[0], table.shape[0]
+    if B == 1:  # step-major rows (V, G·H), as in _projected_steps
+        P = be.empty((V, G), table.dtype)
+        be.matmul(table, w_ih.T, out=P)
+        if bias is not None:
+            P += bias
+        proj = be.empty((T, G), table.dtype)
+        xp.take(P, ids[:, 0], axis=0, out=proj)
+        steps = [proj[t, :, None] for t in range(T)]
+    else:
+        P = be.empty((G, V), table.dtype)
+        be.matmul(w_ih, table.T, out=P)
+        if bias is not None:
+            P += xp.reshape(bias, (G, 1))
+        proj = be.empty((G, T * B), table.dtype)  # column = (step, row)
+        xp.take(P, ids.reshape(T * B), axis=1, out=proj)
+        steps = [proj[:, t * B : (t + 1) * B] for t in range(T)]
+    for t, prev, nxt in _slots(T, reverse):
+        yield t, prev, nxt, steps[t]
+
+
+def forward(cell, x, states, weights, pad=None, reverse=False, keep=True, ids=None):
+    """Run ``cell`` over x (or over the rows ``ids`` of the table x); see the module
+    docstring for shapes and rules."""
     be = backends.current()
     kernel = be.kernel(cell) or ReferenceKernel(cell)
-    T, B, _ = x.shape
+    T, B = x.shape[:2] if ids is None else ids.shape
     H = weights[0].shape[0] // cell.gates
     dt = x.dtype
     w_ih, w_hh, *bias = weights
@@ -136,7 +181,7 @@ def forward(cell, x, states, weights, pad=None, reverse=False, keep=True):
         hs_bh[s0] = slots[0][s0].T
     st = kernel.store(be, T if keep else 1, H, B, dt)
     copyto, rec_mm = be.xp.copyto, cell.recurrence.matmul
-    for t, prev, nxt, xp_t in _projected_steps(be, x, P.w_ih, P.bias, reverse):
+    for t, prev, nxt, xp_t in _projected_steps(be, x, P.w_ih, P.bias, reverse, ids):
         ts = t if keep else 0
         old, new = [s[prev] for s in slots], [s[nxt] for s in slots]
         rec = kernel.rec_target(st, ts, new)
@@ -156,7 +201,7 @@ def forward(cell, x, states, weights, pad=None, reverse=False, keep=True):
     finals = [(hs_bh[final] if j == 0 else s[final].T).copy() for j, s in enumerate(slots)]
     if not keep:
         return out, finals, None
-    cache = Cache(cell, kernel, be, x, slots, hs_bh, st, P, bool(bias), pad, reverse)
+    cache = Cache(cell, kernel, be, x, slots, hs_bh, st, P, bool(bias), pad, reverse, ids)
     return out, finals, cache
 
 
@@ -186,7 +231,7 @@ def backward(c: Cache, dout, dstates):
     """Differentiate the forward that made ``c``; see the module docstring."""
     be, kernel = c.be, c.kernel
     copyto = be.xp.copyto
-    T, B, _ = c.x.shape
+    T, B = c.TB
     H = c.slots[0].shape[1]
     dt = c.x.dtype
     dout_t = be.empty((T, H, B), dt)  # (T, H, B), 0 at padding: out is constant there
@@ -252,14 +297,28 @@ def _weight_grads(c: Cache, d_ih, d_hh):
     """dx, dW_ih, dW_hh and the biases as single GEMMs / sums over all T·B columns,
     written straight into PyTorch's gate order (the kernel's ``grad_rows``)."""
     be = c.be
-    T, B, F = c.x.shape
+    T, B = c.TB
+    F = c.x.shape[-1]
     H = c.slots[0].shape[1]
     dgi = _columns(be, d_ih)  # (G·H, T·B)
     dgh = _columns(be, d_hh) if d_hh is not d_ih else dgi
     h_prev = (c.hs_bh[1:] if c.reverse else c.hs_bh[:-1]).reshape(T * B, H)
-    dx = be.empty((T, B, F), dgi.dtype)
-    be.matmul(dgi.T, c.P.w_ih_b, out=dx.reshape(T * B, F))
     rows = c.kernel.grad_rows(H) or [(slice(None), slice(None))]
+    if c.ids is None:
+        x_cols = c.x.reshape(T * B, F)  # what dW_ih sums against, (T·B, F)
+        dx = be.empty((T, B, F), dgi.dtype)
+        be.matmul(dgi.T, c.P.w_ih_b, out=dx.reshape(T * B, F))
+        dproj = dgi
+    else:  # per id first: dP = dgi · onehot(ids) (G·H, V), then the table's (V, F)
+        V = c.x.shape[0]
+        onehot = be.empty((T * B, V), dgi.dtype)
+        onehot[...] = 0
+        onehot[be.xp.arange(T * B), c.ids.reshape(T * B)] = 1
+        dproj = be.empty((dgi.shape[0], V), dgi.dtype)
+        be.matmul(dgi, onehot, out=dproj)
+        x_cols = c.x
+        dx = be.empty((V, F), dgi.dtype)
+        be.matmul(dproj.T, c.P.w_ih_b, out=dx)
 
     def gemm(d, a):  # d a summed over all T·B columns, rows reordered
         out = be.empty((d.shape[0], a.shape[1]), d.dtype)
@@ -267,7 +326,7 @@ def _weight_grads(c: Cache, d_ih, d_hh):
             be.matmul(d[src], a, out=out[dst])
         return out
 
-    grads = {"weight_ih": gemm(dgi, c.x.reshape(T * B, F))}
+    grads = {"weight_ih": gemm(dproj, x_cols)}
     if c.cell.recurrence.diagonal:
         grads["weight_hh"] = c.cell.recurrence.grad(dgh.T, be.xp.tile(h_prev, (1, c.cell.gates)))
     else:
