@@ -237,8 +237,13 @@ class SeqClassifier(Module):
     def forward(self, ids, mask) -> np.ndarray:
         """(T, B) ids and mask → logits (B, C); outside no_grad keeps what backward needs."""
         L, D = self.num_layers, (2 if self.bidirectional else 1)
-        x = self.embedding(ids)  # (T, B, E)
-        _, state = self.rnn(x, None, mask=mask)
+        embedded = self.vocab_size < np.size(ids)  # as CharLM: project the table once
+        if embedded:
+            w = self.embedding.params["weight"]
+            _, state = self.rnn.forward_embedded(w, ids, None, mask=mask)
+        else:
+            x = self.embedding(ids)  # (T, B, E)
+            _, state = self.rnn(x, None, mask=mask)
         h_n = state[0] if isinstance(state, tuple) else state  # (D·L, B, H)
         feat = np.concatenate(list(h_n[(L - 1) * D :]), axis=1)  # (B, D·H), forward half first
         drop = None
@@ -246,14 +251,14 @@ class SeqClassifier(Module):
             keep = self.rng.random(feat.shape, dtype=self.dtype) >= self.dropout
             drop = keep * self.dtype.type(1.0 / (1.0 - self.dropout))  # (B, D·H)
             feat = feat * drop
-        self._save_for_backward(drop)
+        self._save_for_backward((drop, embedded))
         return self.head(feat)
 
     logits = forward
 
     def backward(self, dlogits) -> None:
         """Gradients of the latest pending forward, accumulated into ``grads``."""
-        drop = self._saved_for_backward()
+        drop, embedded = self._saved_for_backward()
         L, D, H = self.num_layers, (2 if self.bidirectional else 1), self.hidden
         dfeat = self.head.backward(dlogits)  # (B, D·H)
         if drop is not None:
@@ -265,8 +270,11 @@ class SeqClassifier(Module):
         n_states = len(self.rnn.cell.states)  # the LSTM's c gets no gradient from the head
         dx, _ = self.rnn.backward(
             None, dh_n if n_states == 1 else (dh_n,) + (None,) * (n_states - 1)
-        )
-        self.embedding.backward(dx)
+        )  # embedded: already dE (V, E)
+        if embedded:
+            self.embedding.grads["weight"] += dx
+        else:
+            self.embedding.backward(dx)
 
     def loss_and_grad(self, ids, mask, labels) -> tuple[float, float]:
         """Mean cross-entropy and accuracy of a batch; adds the gradients into ``grads``."""
