@@ -127,8 +127,9 @@ def _top_help() -> str:
 def set_blas_threads(n: int) -> bool:
     """Limit NumPy's BLAS to ``n`` threads (via threadpoolctl).
 
-    One recurrent step multiplies small matrices, where BLAS threads cost more than they
-    give: one thread is several times faster on a busy machine.
+    One recurrent step multiplies small matrices, where BLAS threads that spin waiting
+    for work make a busy machine several times slower; on an idle 2-core machine the
+    BLAS default was 5% (lines mode) to 17% (stream mode) faster than one thread.
     """
     from threadpoolctl import threadpool_limits
 

@@ -62,8 +62,9 @@ def run_dir(help="run directory written by nprnn train"):
 def threads():
     return option(
         1,
-        "BLAS threads; 1 is fastest for the small matrices of a character model "
-        "(0: the BLAS library's default)",
+        "BLAS threads; 1 stays fast on a busy machine, where BLAS threads that spin on "
+        "small matrices can be several times slower (0: the BLAS library's default, "
+        "5 to 17 percent faster on an idle 2-core machine)",
         type=NONNEG_INT,
     )
 
