@@ -1,0 +1,62 @@
+"""Module.to(device) and the CLI's --device on a machine without CuPy / a GPU: the clear
+errors, the cpu round trip, and that the CPU path never imports cupy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nprnn
+from nprnn import backends
+
+HAS_CUPY = "cupy" in backends.available()
+no_cupy = pytest.mark.skipif(HAS_CUPY, reason="CuPy and a GPU are present here")
+
+
+def _model():
+    return nprnn.LSTM(3, 4, rng=np.random.default_rng(0))
+
+
+@no_cupy
+def test_to_cuda_without_cupy_names_what_is_missing():
+    m = _model()
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    with pytest.raises(RuntimeError, match=r"to\('cuda'\).*pip install 'nprnn\[cupy\]'"):
+        m.to("cuda")
+    assert backends.backend() == "numpy"
+    for k, v in m.state_dict().items():
+        assert type(v) is np.ndarray and np.array_equal(v, before[k])
+
+
+def test_to_cpu_and_dtype():
+    m = _model()
+    w = m.state_dict()
+    assert m.to("cpu") is m
+    for k, v in m.state_dict().items():
+        assert v.dtype == w[k].dtype and np.array_equal(v, w[k])
+    m.to("cpu", dtype=np.float32)
+    assert all(v.dtype == np.float32 for v in m.state_dict().values())
+    m.to(np.float64)
+    assert all(v.dtype == np.float64 for v in m.state_dict().values())
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        m.to("gpu")
+    with pytest.raises(TypeError, match="dtype twice"):
+        m.to(np.float32, dtype=np.float64)
+
+
+def test_cpu_training_step_never_imports_cupy():
+    code = (
+        "import sys, numpy as np, nprnn\n"
+        "m = nprnn.LSTM(3, 4, rng=np.random.default_rng(0))\n"
+        "x = np.random.default_rng(1).standard_normal((5, 2, 3)).astype(np.float32)\n"
+        "y = m(x)\n"
+        "y = y[0] if isinstance(y, tuple) else y\n"
+        "m.backward(np.ones_like(y))\n"
+        "m.to('cpu')\n"
+        "assert 'cupy' not in sys.modules, 'cupy imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
