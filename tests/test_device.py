@@ -60,3 +60,28 @@ def test_cpu_training_step_never_imports_cupy():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@no_cupy
+@pytest.mark.parametrize("cmd", ["train", "bench"])
+def test_cli_device_cuda_without_cupy_exits_2_writing_nothing(cmd, tmp_path, capsys, monkeypatch):
+    from nprnn.app import cli
+
+    monkeypatch.chdir(tmp_path)
+    argv = [cmd, "--device", "cuda"]
+    if cmd == "train":
+        argv += ["--out", str(tmp_path / "run"), "--steps", "1"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("nprnn: error: --device cuda:") and "nprnn[cupy]" in err[0]
+    assert list(tmp_path.iterdir()) == []
+    assert backends.backend() == "numpy"
+
+
+def test_help_names_device(capsys):
+    from nprnn.app import cli
+
+    for cmd in ("train", "bench"):
+        cli.main([cmd, "--help"])
+        assert "--device {cpu,cuda}" in capsys.readouterr().out
