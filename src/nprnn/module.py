@@ -289,31 +289,54 @@ class Module:
 
     # ------------------------------------------------------------------ dtype
 
-    def to(self, dtype):
-        """Convert every parameter and gradient to ``dtype`` (np.float32 or np.float64),
-        recursively; returns ``self``.
+    def to(self, device_or_dtype=None, *, dtype=None):
+        """Move and/or convert every parameter and gradient, recursively; returns ``self``.
 
-        Arrays already of ``dtype`` are kept; the others are replaced by converted copies
-        (an array shared between modules stays shared), so build optimizers *after*
-        ``to``: an optimizer bound before holds the old arrays (its ``step`` then says
-        so). Accumulated gradients are converted too; pending forwards are dropped (their
-        caches are in the old dtype). Layers then take and return ``dtype`` arrays.
+        ``to(np.float32)`` / ``to(np.float64)`` converts the dtype (the host path, as
+        before). ``to("cuda")`` moves every array to the GPU as a CuPy array and, if the
+        kernels run on the host backend, switches them to the ``"cupy"`` backend
+        (:func:`nprnn.set_backend`: a process-wide choice); ``to("cpu")`` moves them back to
+        NumPy and switches a GPU backend back to ``"numpy"``. ``to("cuda",
+        dtype=np.float32)`` does both. Without CuPy or a CUDA device ``to("cuda")``
+        raises ``RuntimeError`` saying what is missing and what to install
+        (``pip install 'nprnn[cupy]'``), before anything is changed.
+
+        Arrays already of ``dtype`` (and on the device) are kept; the others are
+        replaced by converted copies (an array shared between modules stays shared), so
+        build optimizers *after* ``to``: an optimizer bound before holds the old arrays
+        (its ``step`` then says so). Accumulated gradients are converted too; pending
+        forwards are dropped (their caches are in the old dtype). Layers then take and
+        return ``dtype`` arrays.
         """
-        dt = as_float_dtype(dtype)
-        converted: dict[int, np.ndarray] = {}
+        device = None
+        if isinstance(device_or_dtype, str) and device_or_dtype in ("cpu", "cuda"):
+            device = device_or_dtype
+        elif isinstance(device_or_dtype, str) and device_or_dtype.startswith(("cu", "gpu")):
+            raise ValueError(
+                f"to(device): expected 'cpu' or 'cuda' (or a dtype), got {device_or_dtype!r}"
+            )
+        elif device_or_dtype is not None:
+            if dtype is not None:
+                raise TypeError("to() got a dtype twice: pass to(device, dtype=...)")
+            dtype = device_or_dtype
+        dt = as_float_dtype(dtype) if dtype is not None else None
+        move = _device_mover(device)
+        converted: dict[int, object] = {}
 
-        def conv(a: np.ndarray) -> np.ndarray:
-            if a.dtype == dt:
+        def conv(a):
+            on = move(a)
+            if on is a and (dt is None or a.dtype == dt):
                 return a
             if id(a) not in converted:
-                converted[id(a)] = a.astype(dt, order="C")
+                b = on if dt is None or on.dtype == dt else on.astype(dt, order="C")
+                converted[id(a)] = b
             return converted[id(a)]
 
         for m in self.modules():
             for store in (m._params, m._grads):
                 for name, a in store.items():
                     store[name] = conv(a)
-            if m.dtype is not None:
+            if m.dtype is not None and dt is not None:
                 m.__dict__["dtype"] = dt
             m._saved.clear()
         return self
@@ -383,3 +406,36 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def _device_mover(device):
+    """``a -> a on device`` for :meth:`Module.to` (identity for None); switches the
+    kernels' backend to match, raising before anything moves when CUDA is unavailable."""
+    from . import backends  # noqa: PLC0415 - the backends import the kernels
+    from .validation import array_module  # noqa: PLC0415
+
+    if device is None:
+        return lambda a: a
+    be = backends.current()
+    if device == "cpu":
+        if be.device != "cpu":
+            backends.set_backend("numpy")
+
+        def to_host(a):
+            return a if array_module(a) is np else a.get()
+
+        return to_host
+    if be.device == "cpu":
+        try:
+            backends.set_backend("cupy")
+        except (ImportError, RuntimeError) as e:
+            raise RuntimeError(
+                f"to('cuda'): {e}. Install CuPy for your CUDA (pip install 'nprnn[cupy]') "
+                "on a machine with an NVIDIA GPU, or keep the model on 'cpu'"
+            ) from None
+        be = backends.current()
+
+    def to_device(a):
+        return a if array_module(a) is not np else be.asarray(a)
+
+    return to_device

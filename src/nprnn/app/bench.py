@@ -237,6 +237,89 @@ def run(*, repeat=5, notebook=True, torch_=True, cells=None, seed=0, shapes=SHAP
     return rows
 
 
+CUDA_SHAPES = [s for s in SHAPES if s[0] != "lstm" or s[3] > 1] + [("lstm", 1024, 256, 100, "tanh")]
+"""``--device cuda``: the training-step rows (less B=1), plus a GPU-sized LSTM."""
+
+
+def run_cuda(*, repeat=5, torch_=True, cells=None, seed=0, shapes=None):
+    """``--device cuda``: one float32 training step (forward + backward) per shape on
+    the ``cupy`` backend (the caller has selected it), against ``torch.nn`` on cuda
+    (cuDNN) when torch sees a GPU. Each timing ends with a device synchronize; only
+    the timings come back to the host. Returns row dicts (times in seconds)."""
+    import cupy  # noqa: PLC0415 - only on --device cuda, after the backend is chosen
+
+    def timed(fn, sync):
+        def run():
+            fn()
+            sync()
+
+        return _median_time(run, repeat)
+
+    torch = None
+    if torch_:
+        try:
+            import torch  # noqa: PLC0415
+
+            if not torch.cuda.is_available():
+                torch = None
+        except ImportError:
+            torch = None
+    rng = np.random.default_rng(seed)
+    rows = []
+    for model, H, B, T, nl in shapes or CUDA_SHAPES:
+        if cells and model not in cells:
+            continue
+        cell = cell_for(model, nl)
+        dtype = np.float32
+        x = rng.standard_normal((T, B, H)).astype(dtype)
+        dout = rng.standard_normal((T, B, H)).astype(dtype)
+        w = [cupy.asarray(a) for a in _weights(cell, H, H, dtype, rng)]
+        xd, dd = cupy.asarray(x), cupy.asarray(dout)
+        flops = 6 * cell.gates * H * (H + H) * B * T
+        row = {"cell": model if model != "rnn" else f"rnn-{nl}", "H": H, "B": B, "T": T}
+        row["nprnn_s"] = timed(_nprnn_step(cell, xd, w, dd), cupy.cuda.Device().synchronize)
+        row["nprnn_gflops"] = flops / row["nprnn_s"] / 1e9
+        row["torch_s"] = row["torch_gflops"] = row["torch_over_nprnn"] = None
+        if torch is not None and cell.torch is not None:
+            cls = getattr(torch.nn, cell.torch)
+            kw = {"nonlinearity": nl} if cell.torch == "RNN" else {}
+            mod = cls(H, H, **kw).cuda()
+            xt = torch.tensor(x, device="cuda", requires_grad=True)
+            dt = torch.tensor(dout, device="cuda")
+
+            def tstep(mod=mod, xt=xt, dt=dt):
+                mod.zero_grad()
+                xt.grad = None
+                out, _ = mod(xt)
+                out.backward(dt)
+
+            row["torch_s"] = timed(tstep, torch.cuda.synchronize)
+            row["torch_gflops"] = flops / row["torch_s"] / 1e9
+            row["torch_over_nprnn"] = row["torch_s"] / row["nprnn_s"]
+        rows.append(row)
+    return rows
+
+
+def format_cuda_table(rows) -> str:
+    """The ``--device cuda`` rows as a text table."""
+    lines = [
+        f"{'cell':10} {'H':>5} {'B':>4} {'T':>4} {'nprnn ms':>9} {'GFLOP/s':>8} "
+        f"{'torch ms':>9} {'GFLOP/s':>8} {'torch/nprnn':>11}"
+    ]
+    for r in rows:
+        t = r["torch_s"]
+        lines.append(
+            f"{r['cell']:10} {r['H']:>5} {r['B']:>4} {r['T']:>4} {r['nprnn_s'] * 1e3:>9.2f} "
+            f"{r['nprnn_gflops']:>8.0f} "
+            + (
+                f"{t * 1e3:>9.2f} {r['torch_gflops']:>8.0f} {r['torch_over_nprnn']:>11.2f}"
+                if t
+                else f"{'-':>9} {'-':>8} {'-':>11}"
+            )
+        )
+    return "\n".join(lines)
+
+
 def _fmt_ms(s):
     return "—" if s is None else f"{s * 1e3:.1f}"
 
@@ -306,6 +389,18 @@ def cmd_bench(args, given=()) -> int:
     """Time the shapes and print the table (or JSON)."""
     if args.threads:
         _limit_threads(args.threads)
+    if getattr(args, "device", "cpu") == "cuda":
+        if nprnn.backends.current().device != "cuda":
+            from .cli import use_cuda  # noqa: PLC0415 - raises the one-line error
+
+            use_cuda()
+        rows = run_cuda(repeat=args.repeat, torch_=not args.no_torch, cells=args.cell)
+        if args.json:
+            print(json.dumps({"meta": nprnn.backends.current().info(), "rows": rows}, indent=2))
+        else:
+            print(format_cuda_table(rows))
+            print(f"backend cupy: {nprnn.backends.current().info()}; median of {args.repeat}")
+        return 0
     gemm = _gemm_rate()
     rows = run(
         repeat=args.repeat,

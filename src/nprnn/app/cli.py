@@ -180,6 +180,8 @@ def main(argv=None) -> int:
             n = getattr(opts, "threads", 1)
             if n:
                 set_blas_threads(n)
+        if getattr(opts, "device", "cpu") == "cuda":
+            use_cuda()  # before the handler: without a GPU nothing is written
         return handler(opts, given)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
@@ -194,6 +196,21 @@ def main(argv=None) -> int:
         )
     except (AppError, ValueError, TypeError, OSError) as e:
         return _report(f"error: {_render(e)}", EXIT_USAGE)
+
+
+def use_cuda() -> None:
+    """``--device cuda``: run the kernels on the ``cupy`` backend, or a :class:`UsageError`
+    (exit 2, one line) saying what is missing when CuPy or a CUDA device is not there."""
+    from ..backends import set_backend
+
+    try:
+        set_backend("cupy")
+    except (ImportError, RuntimeError) as e:
+        raise UsageError(
+            f"--device cuda: {e}",
+            "install CuPy (pip install 'nprnn[cupy]') on a machine with an NVIDIA GPU, "
+            "or use --device cpu",
+        ) from None
 
 
 def _report(line: str, status: int) -> int:

@@ -81,6 +81,13 @@ def cell():
     return option("lstm", "recurrent cell", choices=CELLS, resume="fixed", store="model")
 
 
+def device(
+    help="where to compute: cpu (NumPy) or cuda (CuPy on an NVIDIA GPU; needs "
+    "pip install 'nprnn[cupy]')",
+):
+    return option("cpu", help, choices=("cpu", "cuda"), resume="may change")
+
+
 def dtype():
     return option(
         "float32", "float precision", choices=("float32", "float64"), resume="fixed", store="model"
@@ -264,6 +271,7 @@ class TrainLM:
     )
     quiet: bool = quiet()
     threads: int = threads()
+    device: str = device()
 
 
 @dataclass
@@ -514,6 +522,10 @@ class Bench:
     cell: list | None = option(None, "only these cells (repeatable)", choices=CELLS, repeat=True)
     threads: int = option(
         0, "BLAS threads for NumPy and torch alike (0: each library's default)", type=NONNEG_INT
+    )
+    device: str = device(
+        "cpu, or cuda: the LSTM/GRU/RNN training-step rows on the GPU (CuPy) plus "
+        "(H=1024, B=256, T=100) against torch.nn.LSTM on cuda (cuDNN)"
     )
 
 

@@ -213,6 +213,8 @@ class Trainer:
         self.parallel = parallel if parallel is not None else Parallel()
         self.resume_hint = resume_hint
         self.out = out if out is not None else sys.stderr
+        if getattr(opts, "device", "cpu") == "cuda":  # --device cuda (cli.use_cuda chose cupy)
+            self.model.to("cuda")
         self.optimizer = _make_optimizer(self.model, opts)
         self.schedule = LRSchedule(
             base_lr=opts.lr,

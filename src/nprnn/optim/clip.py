@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..module import Module
-from ..validation import real_in_range
+from ..validation import array_module, real_in_range
 
 __all__ = ["clip_grad_norm", "clip_grad_norm_"]
 
@@ -25,8 +25,9 @@ def clip_grad_norm(grads, max_norm: float) -> float:
     ``torch.nn.utils.clip_grad_norm_``, every gradient is multiplied by
     ``c = max_norm / (norm + 1e-6)`` when ``c < 1``. Returns the norm before clipping;
     a non-finite norm is returned as is and nothing is scaled (the caller decides).
+    CuPy gradients are summed on the device; the norm comes to the host once per call.
 
-    A mapping must hold writable real float ``np.ndarray`` values (they are scaled in
+    A mapping must hold writable real float ``np.ndarray`` (or CuPy) values (they are scaled in
     place); anything else is a ``TypeError``/``ValueError`` naming the key,
     raised before any gradient is touched.
     """
@@ -37,7 +38,7 @@ def clip_grad_norm(grads, max_norm: float) -> float:
             f"grads must be a dict name -> np.ndarray (scaled in place), got {type(grads).__name__}"
         )
     for k, g in grads.items():
-        if not isinstance(g, np.ndarray):
+        if not isinstance(g, np.ndarray) and array_module(g) is np:
             raise TypeError(
                 f"grads[{k!r}] must be a np.ndarray (scaled in place), got {type(g).__name__}"
             )
@@ -55,8 +56,14 @@ def clip_grad_norm(grads, max_norm: float) -> float:
     max_norm = real_in_range("max_norm", max_norm, low=0, low_open=True)
     total = 0.0
     chunk = None
+    device_sums = []  # CuPy: float64 sums left on the device, one transfer at the end
     for g in grads.values():
         flat = g.reshape(-1)
+        xp = array_module(g)
+        if xp is not np:
+            f64 = flat.astype(xp.float64)
+            device_sums.append(xp.dot(f64, f64))
+            continue
         if g.dtype == np.float64:
             total += float(np.dot(flat, flat))
             continue
@@ -66,6 +73,8 @@ def clip_grad_norm(grads, max_norm: float) -> float:
             c = chunk[: min(_CHUNK, flat.size - i)]
             c[...] = flat[i : i + _CHUNK]
             total += float(np.dot(c, c))
+    if device_sums:
+        total += float(sum(device_sums))  # one device-to-host copy of the norm per call
     norm = math.sqrt(total)
     if not math.isfinite(norm):
         return norm

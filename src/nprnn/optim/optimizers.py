@@ -43,7 +43,7 @@ import inspect
 import numpy as np
 
 from ..module import Module
-from ..validation import FLOAT_DTYPES, check_finite, one_of, real_in_range
+from ..validation import FLOAT_DTYPES, array_module, check_finite, one_of, real_in_range
 
 __all__ = [
     "Optimizer",
@@ -69,10 +69,15 @@ def _lerp_(a: np.ndarray, end: np.ndarray, w: float, tmp: np.ndarray) -> None:
         np.subtract(end, tmp, out=a)
 
 
+def _is_array(a) -> bool:
+    """A NumPy or a CuPy array (CuPy is never imported for the check)."""
+    return isinstance(a, np.ndarray) or array_module(a) is not np
+
+
 def _check_param(k, p) -> None:
     if not isinstance(k, str):
         raise TypeError(f"parameter names must be strings, got {k!r}")
-    if not isinstance(p, np.ndarray) or p.dtype not in FLOAT_DTYPES:
+    if not _is_array(p) or p.dtype not in FLOAT_DTYPES:
         raise TypeError(f"parameter {k!r} must be a float32/float64 np.ndarray")
     if not p.flags.writeable:
         raise ValueError(f"parameter {k!r} is read-only: the optimizer updates it in place")
@@ -190,7 +195,7 @@ class Optimizer:
             raise ValueError(f"grads do not match the parameters: {what}")
         for k, p in params.items():
             g = grads[k]
-            if not isinstance(g, np.ndarray) or g.shape != p.shape:
+            if not _is_array(g) or g.shape != p.shape:
                 shape = getattr(g, "shape", type(g).__name__)
                 raise ValueError(f"grad {k!r} has shape {shape}: expected {p.shape}")
             if g.dtype != p.dtype:
@@ -247,7 +252,7 @@ class Optimizer:
             pool = self._pool.get(p.dtype)
             if pool is None:
                 n = max(a.size for a in self.params.values() if a.dtype == p.dtype)
-                pool = self._pool[p.dtype] = np.empty(3 * n, dtype=p.dtype)
+                pool = self._pool[p.dtype] = array_module(p).empty(3 * n, dtype=p.dtype)
             n = pool.size // 3
             w = tuple(pool[i * n : i * n + p.size].reshape(p.shape) for i in range(3))
             self._scratch[k] = w
@@ -256,7 +261,7 @@ class Optimizer:
     def _buf(self, buf: str, k: str, p: np.ndarray, fill: float = 0.0) -> np.ndarray:
         s = self.state[buf]
         if k not in s:
-            s[k] = np.full_like(p, fill, order="C")
+            s[k] = array_module(p).full_like(p, fill, order="C")
         return s[k]
 
     # --- state -------------------------------------------------------------------------
@@ -399,7 +404,7 @@ class SGD(Optimizer):
         if self.momentum != 0:
             bufs = self.state["momentum_buffer"]
             if k not in bufs:
-                bufs[k] = np.array(g, order="C", copy=True)  # once, on the first step
+                bufs[k] = array_module(g).array(g, order="C", copy=True)  # once, on the first step
             else:
                 b = bufs[k]
                 b *= self.momentum
