@@ -41,8 +41,8 @@ try:
 except ImportError:
     print('torch: not installed')
 "
-step tests_gpu 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_device.py
-step bench_cuda 180 "$PY" -m nprnn bench --device cuda --repeat 3
+step tests_gpu 200 "$PY" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_device.py
+step bench_cuda 150 "$PY" -m nprnn bench --device cuda --repeat 3
 # ~1 MB of text from the tree itself (the docs and sources, repeated): no download
 "$PY" - "$OUT/corpus.txt" <<'PYEOF'
 import pathlib, sys
@@ -54,9 +54,9 @@ while len(text) < 1_000_000:
 pathlib.Path(sys.argv[1]).write_text(text[:1_000_000], encoding="utf-8")
 PYEOF
 rm -rf "$OUT/run"
-step train_cuda 150 "$PY" -m nprnn train --data "$OUT/corpus.txt" --mode stream --hidden 512 \
+step train_cuda 100 "$PY" -m nprnn train --data "$OUT/corpus.txt" --mode stream --hidden 512 \
     --batch-size 64 --steps 200 --eval-every 100 --device cuda --out "$OUT/run" --quiet
-step cpu_1024 120 "$PY" -c "
+step cpu_1024 60 "$PY" -c "
 import time, numpy as np
 from nprnn import functional as Fn
 from nprnn.app.bench import cell_for, _weights
