@@ -714,3 +714,14 @@ def test_forward_embedded_checks_its_inputs():
         lay.forward_embedded(E, np.zeros(3, int))
     with pytest.raises(TypeError, match=r"ids must hold integer ids"):
         lay.forward_embedded(E, np.zeros((3, 2)))
+
+
+@pytest.mark.parametrize("layer", [LSTM, GRU, RNN, IndRNN])
+def test_step_trusted_is_step_projected(layer):
+    lay = layer(4, 5, num_layers=2, dtype=np.float64, rng=0)
+    table = lay.project(np.random.default_rng(1).standard_normal((6, 4)))  # (V, G·H)
+    a, b = lay.stepper(batch=3), lay.stepper(batch=3)
+    for ids in ([0, 1, 2], [5, 5, 0], [3, 4, 1]):
+        np.testing.assert_array_equal(a.step(projected=table[ids]), b.step_trusted(table[ids]))
+    for x, y in zip(np.atleast_1d(a.state), np.atleast_1d(b.state), strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -494,6 +494,13 @@ class Stepper:
         out, self._states = _advance(self.cell, self._weights, x_t, gi, self._states)
         return out
 
+    def step_trusted(self, projected):
+        """:meth:`step` (``projected=``) without checking its input: for a caller that
+        checked the whole table it takes rows of (e.g. :meth:`LSTM.project`'s, finite
+        and (·, G·H)) once, so that generation does not re-check every character."""
+        out, self._states = _advance(self.cell, self._weights, None, projected, self._states)
+        return out
+
     @property
     def state(self):
         """The current state, shaped as the layer's forward returns it (copies)."""

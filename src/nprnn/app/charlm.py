@@ -31,6 +31,7 @@ from nprnn.module import Module
 from nprnn.validation import (
     as_float_dtype,
     as_rng,
+    check_finite,
     format_shape,
     index_array,
     one_of,
@@ -292,6 +293,7 @@ class CharLM(Module):
         logits, state = self.logits(start)
         gen = self.rnn.stepper(state)
         table = self.rnn.project(self.embedding.params["weight"])  # (V, G·H)
+        check_finite("the projected embedding table", table)  # once: its rows go unchecked
         w_t = self.head.params["weight"].T.copy()  # (H, V)
         b = self.head.params["bias"]
         z = logits[-1]  # (B, V)
@@ -299,7 +301,7 @@ class CharLM(Module):
             nxt = draw(z)  # (B,)
             yield nxt
             if t + 1 < steps:
-                z = gen.step(projected=table[nxt]) @ w_t + b
+                z = gen.step_trusted(table[nxt]) @ w_t + b
 
     def generate(
         self,
