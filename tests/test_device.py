@@ -125,10 +125,10 @@ def test_optimizer_and_clip_dispatch_on_device_arrays(fake_cupy):
         fake_cupy.clear()
         n_dev = clip_grad_norm(dg, 1.0)
         assert "dot" in fake_cupy  # the device path summed on the "device"
-        assert n_dev == pytest.approx(clip_grad_norm(hg, 1.0), rel=1e-12)
+        assert n_dev == clip_grad_norm(hg, 1.0)
         oh, od = cls(hp), cls(dp)
         for _ in range(2):
             oh.step(hg)
             od.step(dg)
         for k in host:
-            np.testing.assert_allclose(np.asarray(dp[k]), hp[k], rtol=1e-6)
+            np.testing.assert_array_equal(np.asarray(dp[k]), hp[k])  # same ops, same bits

@@ -9,6 +9,7 @@ timeout kills the whole process group. The MPI tests skip only where mpi4py is a
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -50,9 +51,9 @@ def _cmd(n: int, args, script=None):
     return [str(MPIEXEC), "-n", str(n), *prog, *args]
 
 
-def _run(n: int, args, *, timeout=120, script=None):
-    """Run the job to its end; the whole process group is killed on a timeout."""
-    proc = subprocess.Popen(
+def _start(n: int, args, script=None) -> subprocess.Popen:
+    """The job, started in its own session (so its whole process group can be killed)."""
+    return subprocess.Popen(
         _cmd(n, args, script),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -60,6 +61,11 @@ def _run(n: int, args, *, timeout=120, script=None):
         env=_env(),
         start_new_session=True,
     )
+
+
+def _run(n: int, args, *, timeout=120, script=None):
+    """Run the job to its end; the whole process group is killed on a timeout."""
+    proc = _start(n, args, script)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -67,6 +73,23 @@ def _run(n: int, args, *, timeout=120, script=None):
         proc.communicate()
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def _two_ranks_logging(out: Path, args, evaluations: int):
+    """``mpiexec -n 2 nprnn ARGS``, yielded once ``out``'s log holds ``evaluations``
+    lines (failing after 60 s or if the job ends first); the process group is killed
+    if it is still running when the block ends."""
+    proc = _start(2, args)
+    try:
+        deadline = time.monotonic() + 60
+        while not ((out / "log.jsonl").exists() and len(_log(out)) >= evaluations):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.02)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _weights(run: Path) -> dict:
@@ -192,24 +215,9 @@ def test_resume_after_ctrl_c_under_mpi_is_bit_identical(tmp_path, stream_text):
     args = _stream_args(stream_text, steps, every=1)
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     _train(2, straight, *args, timeout=180)
-    proc = subprocess.Popen(
-        _cmd(2, ["train", "--out", str(stopped), *args]),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not ((stopped / "log.jsonl").exists() and len(_log(stopped)) >= 5):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.02)
+    with _two_ranks_logging(stopped, ["train", "--out", str(stopped), *args], 5) as proc:
         os.kill(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err
     assert "interrupted — saved a checkpoint at step" in err
     at = json.loads((stopped / "trainer.json").read_text())["step"]
@@ -265,28 +273,13 @@ def _rank_pid(out: Path, rank: int) -> int | None:
 def test_a_rank_killed_mid_run_ends_the_job_and_the_checkpoint_resumes(tmp_path, stream_text):
     out = tmp_path / "killed"
     args = ["train", "--out", str(out), *_stream_args(stream_text, 100000, every=5)]
-    proc = subprocess.Popen(
-        _cmd(2, args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not ((out / "log.jsonl").exists() and len(_log(out)) >= 3):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.02)
+    with _two_ranks_logging(out, args, 3) as proc:
         victim = _rank_pid(out, 1)
         assert victim is not None
         os.kill(victim, signal.SIGKILL)
         t0 = time.monotonic()
         proc.communicate(timeout=30)
         took = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode != 0
     assert took < 30
     time.sleep(0.2)

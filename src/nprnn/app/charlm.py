@@ -39,7 +39,7 @@ from nprnn.validation import (
     real_in_range,
 )
 
-from .models import MODELS
+from .models import MODELS, embedded_backward, embedded_forward
 from .models import param_shapes as _stack_shapes
 
 __all__ = ["CharLM"]
@@ -200,16 +200,8 @@ class CharLM(Module):
         Outside :func:`nprnn.no_grad` what :meth:`backward` needs is kept.
         """
         ids = index_array("inputs", inputs, high=self.vocab_size, ndim=2)
-        # With fewer characters than (step, row) pairs, the first layer projects the
-        # embedding table once and gathers from it (LSTM.forward_embedded): same result,
-        # a third of the work at the CLI's default shapes. Otherwise e_t = E[x_t] first.
-        embedded = self.vocab_size < ids.size
-        if embedded:
-            w = self.embedding.params["weight"]
-            h, new_state = self.rnn.forward_embedded(w, ids, state, mask=mask)  # (T, B, H)
-        else:
-            x = self.embedding(ids)  # (T, B, E)
-            h, new_state = self.rnn(x, state, mask=mask)  # (T, B, H); state (L, B, H) [pair]
+        # (T, B, H); state (L, B, H) [pair]
+        h, new_state, embedded = embedded_forward(self.embedding, self.rnn, ids, state, mask)
         h, drop = self._drop(h, self.training)
         logits = self.head(h)  # (T, B, V)
         self._save_for_backward((drop, embedded))
@@ -224,11 +216,8 @@ class CharLM(Module):
         dh = self.head.backward(dlogits)  # (T, B, H)
         if drop is not None:
             dh *= drop
-        dx, _ = self.rnn.backward(dh, None)  # embedded: already dE (V, E)
-        if embedded:
-            self.embedding.grads["weight"] += dx
-        else:
-            self.embedding.backward(dx)
+        dx, _ = self.rnn.backward(dh, None)
+        embedded_backward(self.embedding, dx, embedded)
 
     def loss_and_grad(self, inputs, targets, mask=None, state=None):
         """Forward and backward on one batch; gradients accumulate into ``grads``.

@@ -42,7 +42,7 @@ from nprnn.validation import (
 
 from .errors import DataError
 from .lm import bundled_path
-from .models import MODELS
+from .models import MODELS, embedded_backward, embedded_forward
 from .models import param_shapes as _stack_shapes
 from .text import Vocab, read_text
 
@@ -237,13 +237,7 @@ class SeqClassifier(Module):
     def forward(self, ids, mask) -> np.ndarray:
         """(T, B) ids and mask → logits (B, C); outside no_grad keeps what backward needs."""
         L, D = self.num_layers, (2 if self.bidirectional else 1)
-        embedded = self.vocab_size < np.size(ids)  # as CharLM: project the table once
-        if embedded:
-            w = self.embedding.params["weight"]
-            _, state = self.rnn.forward_embedded(w, ids, None, mask=mask)
-        else:
-            x = self.embedding(ids)  # (T, B, E)
-            _, state = self.rnn(x, None, mask=mask)
+        _, state, embedded = embedded_forward(self.embedding, self.rnn, ids, None, mask)
         h_n = state[0] if isinstance(state, tuple) else state  # (D·L, B, H)
         feat = np.concatenate(list(h_n[(L - 1) * D :]), axis=1)  # (B, D·H), forward half first
         drop = None
@@ -270,11 +264,8 @@ class SeqClassifier(Module):
         n_states = len(self.rnn.cell.states)  # the LSTM's c gets no gradient from the head
         dx, _ = self.rnn.backward(
             None, dh_n if n_states == 1 else (dh_n,) + (None,) * (n_states - 1)
-        )  # embedded: already dE (V, E)
-        if embedded:
-            self.embedding.grads["weight"] += dx
-        else:
-            self.embedding.backward(dx)
+        )
+        embedded_backward(self.embedding, dx, embedded)
 
     def loss_and_grad(self, ids, mask, labels) -> tuple[float, float]:
         """Mean cross-entropy and accuracy of a batch; adds the gradients into ``grads``."""

@@ -102,11 +102,11 @@ def _projected_steps(be, x, w_ih, bias, reverse, ids=None):
     """``(t, prev, nxt, xp_t)`` in processing order, xp_t (G·H, B) = W_ih x_t + b, one
     GEMM per chunk of about _PROJ_COLS columns into one reused buffer (with ``ids``: a
     gather from the projected table, x (V, F))."""
-    xp = be.xp
-    G = w_ih.shape[0]
     if ids is not None:
         yield from _gathered_steps(be, x, w_ih, bias, reverse, ids)
         return
+    xp = be.xp
+    G = w_ih.shape[0]
     T, B, F = x.shape
     k = max(1, min(T, -(-_PROJ_COLS // B)))
     buf = be.empty((G * k * B,), x.dtype)
