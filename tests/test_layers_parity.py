@@ -205,3 +205,33 @@ def test_default_init_matches_torch_distribution(kind):
         assert np.abs(p).max() <= bound
         if p.size >= 1000:  # uniform on [-b, b]: std b/√3
             assert abs(p.std() - bound / np.sqrt(3)) < 0.1 * bound
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_forward_embedded_matches_torch_embedding_then_layer(kind, dtype, bidirectional):
+    """forward_embedded(E, ids) against torch's nn.Embedding → layer + autograd: out, the
+    final states, dE and every layer gradient, full (unmasked) batches of more ids than
+    rows (V < T·B, the case the char-LM uses it in)."""
+    V = 6
+    rng = np.random.default_rng(3)
+    tl, nl = make_pair(kind, dtype, 3, num_layers=2, bidirectional=bidirectional)
+    E = rng.standard_normal((V, F)).astype(dtype)
+    ids = rng.integers(0, V, (T, B))
+    assert V < ids.size
+    out, state = nl.forward_embedded(E, ids)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dE, _ = nl.backward(dout)
+
+    tE = torch.tensor(E, requires_grad=True)
+    t_out, t_state = tl(torch.nn.functional.embedding(torch.tensor(ids), tE))
+    t_out.backward(torch.tensor(dout))
+    tol = TOL[dtype]
+    errs = {"out": rel(out, t_out.detach().numpy()), "dE": rel(dE, tE.grad.numpy())}
+    pairs = zip(state, t_state, strict=True) if kind == "lstm" else [(state, t_state)]
+    for i, (a, b) in enumerate(pairs):
+        errs[f"state{i}"] = rel(a, b.detach().numpy())
+    for name, p in tl.named_parameters():
+        errs[name] = rel(nl.grads[name], p.grad.numpy())
+    assert max(errs.values()) < tol, errs
