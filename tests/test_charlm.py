@@ -307,6 +307,32 @@ def test_a_tiny_temperature_samples_greedily_without_warnings():
     assert lm.sample(_vocab(), n=3, temperature=1e-320, rng=5, max_len=6) == greedy
 
 
+def test_one_row_draws_are_the_general_draws():
+    """_draw's one-row path (float32 logits, B = 1, every character of generation) draws
+    exactly what the general path draws from the same logits and seed (float64 logits
+    take the general path), banned ids included, and warns of nothing."""
+    import warnings
+
+    from nprnn.app.charlm import _draw
+
+    rng = np.random.default_rng(4)
+    for trial in range(60):
+        z32 = (rng.normal(size=(1, 9)) * rng.choice([0.1, 3.0, 40.0])).astype(np.float32)
+        t = float(rng.choice([1e-30, 1e-3, 0.5, 0.8, 1.0, 7.0, 1e30]))
+        banned = [] if trial % 3 else [trial % 9, 4]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            draws = [_draw(z32, t, None, banned, np.random.default_rng(s)) for s in range(8)]
+        want = [_draw(z32.astype(np.float64), t, None, banned, np.random.default_rng(s))
+                for s in range(8)]  # fmt: skip
+        np.testing.assert_array_equal(draws, want)
+        assert all(d.shape == (1,) and d[0] not in banned for d in draws)
+    z = np.zeros((1, 4), np.float32)
+    z[0, 3] = -200.0  # exp underflows: raises under errstate(under="raise"), as in general
+    with np.errstate(under="raise"):
+        assert _draw(z, 0.01, None, [], np.random.default_rng(0))[0] in (0, 1, 2)
+
+
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 def test_embedded_path_equals_the_plain_composition(model):
     """With fewer characters than (step, row) pairs CharLM runs the first layer on the

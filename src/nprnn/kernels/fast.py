@@ -28,6 +28,17 @@ is the backend; arrays come from it, ufuncs from ``be.xp``):
     ∂L/∂h_prev (not through W_hh) or None;
 ``finish_backward(d_ih, d_hh)``, ``grad_rows(H)``, ``finish_grads(grads, H)``: from the
     kernel's basis back to PyTorch's gate order and scale.
+
+A kernel may also have a generation step (the LSTM's has; :class:`nprnn.layers.Stepper`
+runs the reference cells for the others), batch-major since a step reads one row of
+the projected table, in the same basis:
+
+``prepare_rows(be, w_ih, w_hh, b_ih, b_hh)`` → (W_ihᵀ, W_hhᵀ, b) in the kernel's basis,
+    contiguous, so that the pre-activations are a = x W_ihᵀ + h W_hhᵀ + b (B, G·H);
+``rows(be, projected, b_hh)`` → the first layer's projected input (W_ih x + b_ih, in
+    PyTorch's order) as a step adds it: with b_hh, in the kernel's basis;
+``step_rows(be, a, state)`` → the new state tuple from the pre-activations a
+    (overwritten); h is a new array, the other states may be updated in place.
 """
 
 from __future__ import annotations
@@ -219,6 +230,32 @@ class _LSTM(_Base):
         xp.multiply(e[k, 1:], dc, out=d4[1:])  # d′_i, d′_f, d′_g
         xp.multiply(dc, f[k], out=carried_prev[0])  # dc_prev
         return None
+
+    def prepare_rows(self, be, w_ih, w_hh, b_ih, b_hh):
+        H = w_hh.shape[1]
+        w_ih, w_hh = self._internal(be, w_ih, H).T.copy(), self._internal(be, w_hh, H).T.copy()
+        return w_ih, w_hh, None if b_ih is None else self._internal(be, b_ih + b_hh, H)
+
+    def rows(self, be, projected, b_hh):
+        a = projected if b_hh is None else projected + b_hh
+        return self._internal(be, a.T, a.shape[1] // 4).T.copy()  # (B, 4H), o, i, f, g
+
+    def step_rows(self, be, a, state):
+        """forward_step for one (B, 4H) row block: one tanh over the gates, σ from it."""
+        xp = be.xp
+        H = a.shape[1] // 4
+        xp.tanh(a, out=a)
+        sig = a[:, : 3 * H]
+        sig *= 0.5
+        sig += 0.5
+        o, i, f, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        c = state[1]
+        c *= f  # c' = f ⊙ c + i ⊙ g
+        i *= g
+        c += i
+        h = xp.tanh(c)
+        h *= o  # h' = o ⊙ tanh(c')
+        return h, c
 
     def grad_rows(self, H):
         # internal o | i, f, g rows -> PyTorch's i, f, g | o
