@@ -132,3 +132,76 @@ def test_optimizer_and_clip_dispatch_on_device_arrays(fake_cupy):
             od.step(dg)
         for k in host:
             np.testing.assert_array_equal(np.asarray(dp[k]), hp[k])  # same ops, same bits
+
+
+@pytest.fixture
+def counting_cupy(fake_cupy, monkeypatch):
+    """The fake ``cupy`` of ``fake_cupy`` whose ``asarray`` (host → "device") and
+    ``.get()`` ("device" → host) are counted: ``{"to_device": n, "to_host": n}``."""
+    moved = {"to_device": 0, "to_host": 0}
+    mod = sys.modules["cupy"]
+
+    def asarray(a, dtype=None):
+        moved["to_device"] += 1
+        return np.array(a, dtype=dtype).view(_FakeDeviceArray)
+
+    def get(self):
+        moved["to_host"] += 1
+        return np.asarray(self).copy()
+
+    mod.asarray = asarray
+    monkeypatch.setattr(_FakeDeviceArray, "get", get, raising=False)
+    return moved
+
+
+def _dense_head(dt, seed=0):
+    emb = nprnn.Embedding(11, 6, dtype=dt, rng=np.random.default_rng(seed))
+    lin = nprnn.Linear(6, 11, dtype=dt, rng=np.random.default_rng(seed + 1))
+    return emb, lin
+
+
+def _dense_step(emb, lin, ids, targets, mask):
+    """Embedding → Linear → masked, smoothed, weighted cross-entropy → backward."""
+    y = lin(emb(ids))
+    w = np.linspace(0.5, 1.5, 11)
+    loss, dy = nprnn.softmax_cross_entropy(y, targets, mask=mask, label_smoothing=0.1, weight=w)
+    emb.backward(lin.backward(dy))
+    return loss, y, dy
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_dense_and_loss_stay_on_the_device(counting_cupy, dt):
+    """Host ids, targets, mask and class weights go to the device once each per call (not
+    once per time step), nothing comes back but the loss, and the results are the host
+    computation's bits."""
+    counts = {}
+    for T in (3, 40):
+        rng = np.random.default_rng(T)
+        ids, targets = rng.integers(0, 11, (T, 4)), rng.integers(0, 11, (T, 4))
+        mask = rng.random((T, 4)) < 0.7
+        h_emb, h_lin = _dense_head(dt)
+        d_emb, d_lin = _dense_head(dt)
+        for m in (d_emb, d_lin):
+            for k in m._params:
+                m._params[k] = m._params[k].view(_FakeDeviceArray)
+                m._grads[k] = m._grads[k].view(_FakeDeviceArray)
+        h = _dense_step(h_emb, h_lin, ids, targets, mask)
+        counting_cupy.update(to_device=0, to_host=0)
+        d = _dense_step(d_emb, d_lin, ids, targets, mask)
+        counts[T] = dict(counting_cupy)
+        assert d[0] == h[0]  # the loss: same bits
+        for a, b in [(d[1], h[1]), (d[2], h[2])] + [
+            (dm.grads[k], hm.grads[k]) for dm, hm in ((d_emb, h_emb), (d_lin, h_lin))
+            for k in hm.grads
+        ]:  # fmt: skip
+            assert type(a) is _FakeDeviceArray
+            np.testing.assert_array_equal(np.asarray(a), b)
+    # ids, then the loss's mask, targets and weight: 4 copies in, none out, whatever T
+    assert counts[3] == counts[40] == {"to_device": 4, "to_host": 0}, counts
+
+
+def test_device_array_on_host_parameters_is_refused(fake_cupy):
+    emb, lin = _dense_head(np.float64)
+    x = np.zeros((2, 6)).view(_FakeDeviceArray)
+    with pytest.raises(TypeError, match=r"x is a CuPy \(GPU\) array.*model.to\('cuda'\)"):
+        lin(x)

@@ -147,3 +147,46 @@ def test_no_host_round_trip_per_time_step(monkeypatch):
         assert per_T[5] == per_T[60], per_T
     finally:
         nprnn.set_backend("numpy")
+
+
+def test_charlm_step_on_the_device_equals_the_host_and_copies_per_call(monkeypatch):
+    """A whole char-LM training step (embedding, stack, dropout off, head, loss, Adam) on
+    the GPU: same loss and weights as on the host (float64), and the host↔device copies
+    per step do not grow with T."""
+    from nprnn.app.charlm import CharLM
+    from nprnn.optim import Adam
+
+    def run(device, T):
+        m = CharLM(13, hidden=8, layers=2, dtype=np.float64, rng=np.random.default_rng(0))
+        m.to(device)
+        opt = Adam(m.params, lr=1e-2)
+        rng = np.random.default_rng(T)
+        ids, tgt = rng.integers(0, 13, (T, 3)), rng.integers(0, 13, (T, 3))
+        mask = rng.random((T, 3)) < 0.8
+        m.zero_grad()
+        loss, _ = m.loss_and_grad(ids, tgt, mask=mask)
+        opt.step(m.grads)
+        return loss, {k: cp.asnumpy(v) for k, v in m.state_dict().items()}
+
+    counts = {"n": 0}
+    orig = cp.asarray
+
+    def counted(*a, **k):
+        counts["n"] += 1
+        return orig(*a, **k)
+
+    per_T = {}
+    try:
+        for T in (4, 40):
+            h_loss, h_w = run("cpu", T)
+            monkeypatch.setattr(cp, "asarray", counted)
+            counts["n"] = 0
+            d_loss, d_w = run("cuda", T)
+            monkeypatch.setattr(cp, "asarray", orig)
+            per_T[T] = counts["n"]
+            assert abs(d_loss - h_loss) <= 1e-12 * abs(h_loss)
+            for k in h_w:
+                assert _rel(d_w[k], h_w[k]) < 1e-10, k
+    finally:
+        nprnn.set_backend("numpy")
+    assert per_T[4] == per_T[40], per_T

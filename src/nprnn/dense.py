@@ -12,6 +12,13 @@ step gets the gradient of the sum::
 ``backward`` with nothing pending (never called, or every forward already consumed)
 raises ``RuntimeError``. A ``backward`` refused for a wrong ``dout`` leaves its forward
 pending.
+
+**Devices.** ``Linear`` and ``Embedding`` compute where their parameters are (NumPy, or
+CuPy after ``model.to("cuda")``): host inputs go to the parameters' device once, at the
+call, and nothing comes back to the host. ``Dropout`` draws its masks on the kernels'
+backend (:func:`nprnn.backends.current`), so its input goes where that backend computes.
+Arithmetic is written with operators and array methods, which run in the arrays' own
+module; allocations name that module.
 """
 
 from __future__ import annotations
@@ -22,11 +29,14 @@ from . import backends
 from .module import Module
 from .validation import (
     _shape,
+    array_module,
     as_float_dtype,
     as_rng,
     check_shape,
     float_array,
     index_array,
+    on_backend,
+    on_device_of,
     positive_int,
     real_in_range,
 )
@@ -68,15 +78,17 @@ class Linear(Module):
         return s + (f", dtype={self.dtype.name})" if self.dtype != np.float32 else ")")
 
     def forward(self, x):
-        """(..., in_features) → (..., out_features)."""
+        """(..., in_features) → (..., out_features), on the parameters' device."""
+        w = self._params["weight"]
         x = float_array("x", x, dtype=self.dtype)
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"x has shape {_shape(x)}: expected (..., {self.in_features}) "
                 f"(the last axis holds in_features={self.in_features})"
             )
+        x = on_device_of("x", x, w)
         self._save_for_backward(x)
-        y = np.matmul(x, self._params["weight"].T)  # (..., out)
+        y = x @ w.T  # (..., out)
         if self.bias:
             y += self._params["bias"]
         return y
@@ -86,14 +98,16 @@ class Linear(Module):
 
         Consumes the most recent pending forward (its input x)."""
         x = self._saved_for_backward(peek=True)
+        w = self._params["weight"]
         dout = float_array("dout", dout, dtype=self.dtype)
         check_shape("dout", dout, x.shape[:-1] + (self.out_features,), hint="it must match y")
+        dout = on_device_of("dout", dout, w)
         self._saved_for_backward()
         d2 = dout.reshape(-1, self.out_features)  # (N, out)
-        self._grads["weight"] += np.matmul(d2.T, x.reshape(-1, self.in_features))  # (out, in)
+        self._grads["weight"] += d2.T @ x.reshape(-1, self.in_features)  # (out, in)
         if self.bias:
             self._grads["bias"] += d2.sum(axis=0)
-        return np.matmul(dout, self._params["weight"])  # (..., in)
+        return dout @ w  # (..., in)
 
 
 class Embedding(Module):
@@ -139,19 +153,27 @@ class Embedding(Module):
         return s + (f", dtype={self.dtype.name})" if self.dtype != np.float32 else ")")
 
     def forward(self, ids):
-        """int ids (...) → (..., embedding_dim), a fresh array."""
-        ids = index_array("ids", ids, high=self.num_embeddings)
+        """int ids (...) → (..., embedding_dim), a fresh array on the table's device.
+
+        Ids are checked where they are: host ids cost nothing to check and go to the
+        device with one copy; device ids bring their minimum and maximum to the host."""
+        w = self._params["weight"]
+        ids = on_device_of("ids", index_array("ids", ids, high=self.num_embeddings), w)
         self._save_for_backward(ids)
-        return np.take(self._params["weight"], ids, axis=0)
+        return w.take(ids, axis=0)
 
     def backward(self, dout):
         """dout (..., embedding_dim): adds it into the rows of ``grads['weight']``.
 
         Consumes the most recent pending forward (its ids); returns None (ids have no
-        gradient)."""
+        gradient). On a device the segmented sum reads the number of distinct ids on the
+        host (CuPy's ``flatnonzero``, and the padding filter when ``padding_idx`` is
+        set): one synchronisation each."""
         ids = self._saved_for_backward(peek=True)
+        grad = self._grads["weight"]
         dout = float_array("dout", dout, dtype=self.dtype)
         check_shape("dout", dout, ids.shape + (self.embedding_dim,), hint="it must match y")
+        dout = on_device_of("dout", dout, grad)
         self._saved_for_backward()
         flat, d2 = ids.reshape(-1), dout.reshape(-1, self.embedding_dim)
         if self.padding_idx is not None:
@@ -160,10 +182,14 @@ class Embedding(Module):
         if flat.size:
             # sum the rows of each id, then add once per id: a sort and a segmented
             # sum are ~4x faster than np.add.at's unbuffered scatter
-            order = np.argsort(flat, kind="stable")
+            xp = array_module(flat)
+            order = xp.argsort(flat, kind="stable")
             ids_sorted = flat[order]
-            starts = np.flatnonzero(np.r_[True, ids_sorted[1:] != ids_sorted[:-1]])
-            self._grads["weight"][ids_sorted[starts]] += np.add.reduceat(d2[order], starts, 0)
+            first = xp.empty(ids_sorted.shape, dtype=bool)  # True where a new id begins
+            first[0] = True
+            xp.not_equal(ids_sorted[1:], ids_sorted[:-1], out=first[1:])
+            starts = xp.flatnonzero(first)
+            grad[ids_sorted[starts]] += xp.add.reduceat(d2[order], starts, 0)
         return None
 
 
@@ -187,15 +213,18 @@ class Dropout(Module):
         return f"Dropout(p={self.p})"
 
     def forward(self, x):
-        """x (...) → y (...), same dtype; draws a fresh mask in training mode."""
+        """x (...) → y (...), same dtype; draws a fresh mask in training mode, on the
+        backend's device (x is moved there first, as the recurrent layers move theirs)."""
         x = float_array("x", x)
         if not self.training or self.p == 0.0:
             self._save_for_backward((x.shape, x.dtype, None))
             return x
+        be = backends.current()
+        x = on_backend("x", x, be)
         if self.p == 1.0:
-            scale = np.zeros(x.shape, dtype=x.dtype)
+            scale = be.xp.zeros(x.shape, dtype=x.dtype)
         else:
-            u = backends.current().uniform(self.rng, x.shape, x.dtype)  # U[0, 1), as layers'
+            u = be.uniform(self.rng, x.shape, x.dtype)  # U[0, 1), as layers'
             keep = u >= self.p
             scale = keep * x.dtype.type(1.0 / (1.0 - self.p))  # 0 or 1/(1−p), x's dtype
         self._save_for_backward((x.shape, x.dtype, scale))
@@ -207,4 +236,4 @@ class Dropout(Module):
         dout = float_array("dout", dout, dtype=dtype)
         check_shape("dout", dout, shape, hint="it must match y")
         self._saved_for_backward()
-        return dout if scale is None else dout * scale
+        return dout if scale is None else on_device_of("dout", dout, scale) * scale

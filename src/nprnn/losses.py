@@ -16,6 +16,10 @@ targets, the smoothing term is weighted by the class weights and shares that div
 Where nothing counts (a mask with no 1, every target ignored) or Z = 0, L = 0 and the
 gradient is 0 (torch gives NaN: nothing to average, no 0/0). At positions that do not
 count the target is neither read nor validated, so padding may hold any integer, e.g. −1.
+
+On a GPU (CuPy logits) everything is computed on the device: host targets, mask and
+weight are checked on the host and go there with one copy each; the loss comes back as
+one scalar.
 """
 
 from __future__ import annotations
@@ -24,7 +28,16 @@ import numbers
 
 import numpy as np
 
-from .validation import _shape, as_array, as_bool_mask, float_array, one_of, real_in_range
+from .validation import (
+    _shape,
+    array_module,
+    as_array,
+    as_bool_mask,
+    float_array,
+    one_of,
+    real_in_range,
+    to_module,
+)
 
 __all__ = ["softmax_cross_entropy"]
 
@@ -98,19 +111,23 @@ def softmax_cross_entropy(
                 f"weight has shape {_shape(wv)}: expected ({V},), one weight per class "
                 f"(logits has V={V})"
             )
-        wv = wv.astype(np.float64)
     m = None if mask is None else _mask(mask, y.shape)
-    counted = np.ones(y.shape, dtype=bool) if m is None else m
+    yp = array_module(y)  # targets and mask are checked where they are (host, usually)
+    counted = yp.ones(y.shape, dtype=bool) if m is None else to_module(m, yp)
     if ignore_index is not None:
         counted = counted & (y != ignore_index)
     bad = counted & ((y < 0) | (y >= V))
     if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        idx = tuple(int(i) for i in yp.argwhere(bad)[0])
         raise ValueError(f"targets must hold ids in [0, {V}), got {int(y[idx])} at index {idx}")
-    n = int(np.count_nonzero(counted))
+    n = int(counted.sum())
+    xp = array_module(z)  # then everything is computed where the logits are
     if n == 0:
-        return 0.0, np.zeros_like(z)
-    y = np.where(counted, y, 0).astype(np.intp)[..., None]  # (..., 1), 0 where ignored
+        return 0.0, xp.zeros_like(z)
+    y = yp.where(counted, y, 0).astype(np.intp)  # 0 where ignored
+    counted, y = to_module(counted, xp), to_module(y, xp)[..., None]  # y (..., 1)
+    if wv is not None:
+        wv = to_module(wv, xp).astype(np.float64)
     dt = z.dtype.type
     if wv is None:
         wy64 = None  # the weight of each counted target is 1
@@ -122,10 +139,10 @@ def softmax_cross_entropy(
         c_nll = w * dt(1.0 - eps) if eps else w
         coef_p = c_nll + c_sm * dt(V) if eps else w
     else:
-        wy64 = np.where(counted, wv[y[..., 0]], 0.0)[..., None]  # (..., 1) a_j w_{y_j}
-        Z = float(np.sum(wy64)) if reduction == "mean" else 1.0
+        wy64 = xp.where(counted, wv[y[..., 0]], 0.0)[..., None]  # (..., 1) a_j w_{y_j}
+        Z = float(wy64.sum()) if reduction == "mean" else 1.0
         if Z == 0.0:
-            return 0.0, np.zeros_like(z)
+            return 0.0, xp.zeros_like(z)
         c_nll64 = (1.0 - eps) * wy64 / Z  # (..., 1)
         c_sm = (eps / V) * counted.astype(np.float64)[..., None] / Z  # (..., 1); times w below
         coef_p = (c_nll64 + c_sm * wv.sum()).astype(z.dtype)
@@ -134,33 +151,34 @@ def softmax_cross_entropy(
     # exp(very negative) -> 0 is the intended result; z - max below the dtype's range
     # (float32 logits near ±3e38) rounds to -inf, its correctly rounded value, exp = 0
     with np.errstate(under="ignore", over="ignore", invalid="ignore"):
-        e = np.subtract(z, zmax)  # (..., V), max 0; a new array: z stays as it is
+        e = z - zmax  # (..., V), max 0; a new array: z stays as it is
         if eps:  # Σ_c w_c (z_c − max), before e is overwritten, in float64
             if wv is None:
-                sum_we = np.sum(e, axis=-1, dtype=np.float64)  # (...)
+                sum_we = e.sum(axis=-1, dtype=np.float64)  # (...)
             else:
-                sum_we = np.tensordot(e, wv, axes=([-1], [0]))  # (...), float64
-        np.exp(e, out=e)
+                sum_we = xp.tensordot(e, wv, axes=([-1], [0]))  # (...), float64
+        xp.exp(e, out=e)
         s = e.sum(axis=-1, keepdims=True)  # (..., 1), in [1, V]
         # loss_j = log s + max − z[y] in float64: finite for any finite float32 logits,
         # even where z[y] − max is not representable in float32 (float64 logits more
         # than 1.8e308 apart give inf, the rounding of a loss beyond float64's range)
-        logs = np.log(s, dtype=np.float64)  # (..., 1)
+        logs = xp.log(s.astype(np.float64))  # (..., 1)
         nll = logs + (
-            zmax.astype(np.float64) - np.take_along_axis(z, y, axis=-1).astype(np.float64)
+            zmax.astype(np.float64) - xp.take_along_axis(z, y, axis=-1).astype(np.float64)
         )  # (..., 1)
         if wy64 is None and not eps:
-            loss = float(np.sum(nll[..., 0], where=counted, dtype=np.float64))  # masked: unread
+            loss = float(xp.where(counted, nll[..., 0], 0.0).sum())  # masked: unread
         else:
             per = nll[..., 0] if wy64 is None else nll[..., 0] * wy64[..., 0]
             per = (1.0 - eps) * per
             if eps:
                 W = float(V) if wv is None else float(wv.sum())
                 per = per + (eps / V) * (W * logs[..., 0] - sum_we)  # Σ_c w_c (−log p_c)
-            loss = float(np.sum(per, where=counted, dtype=np.float64))
+            loss = float(xp.where(counted, per, 0.0).sum())
         dz = e
         dz *= coef_p / s  # softmax · coefficient
-    np.put_along_axis(dz, y, np.take_along_axis(dz, y, axis=-1) - c_nll, axis=-1)
+    rows = dz.reshape(-1, V)  # a view: e is a new contiguous array
+    rows[xp.arange(rows.shape[0]), y.reshape(-1)] -= c_nll.reshape(-1)  # − c · onehot(y)
     if eps:
         if wv is None:
             dz -= c_sm

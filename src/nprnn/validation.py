@@ -7,6 +7,12 @@ argument, says what was expected and what came, and where it helps, what to do::
 
 Nothing here copies large arrays except where a dtype must change, so the checks
 cost one pass over each input at most (the finiteness test).
+
+Device (CuPy) arrays stay on the device and are checked there: the finiteness test and
+the range checks of ids, targets and masks each bring one scalar back to the host (one
+synchronisation), never the array. Ids, targets and masks are best passed as host arrays
+(a data loader's batches are): checking them costs nothing there, and they then go to
+the device with one copy each.
 """
 
 from __future__ import annotations
@@ -69,6 +75,31 @@ def on_backend(name: str, arr, be):
     return arr
 
 
+def to_module(a, xp):
+    """``a`` as an array of the array module ``xp``: ``a`` itself when it is one, else one
+    copy (host → device with ``xp.asarray``, device → host with ``a.get()``)."""
+    if array_module(a) is xp:
+        return a
+    return a.get() if xp is np else xp.asarray(a)
+
+
+def on_device_of(name: str, arr, param):
+    """``arr`` where the parameter ``param`` lives: host data goes to a GPU parameter's
+    device (one copy, at the boundary); a GPU array for host parameters is an error that
+    says what to do, never a silent copy back."""
+    if type(arr) is type(param):  # the common case, on either side: nothing to move
+        return arr
+    xp = array_module(param)
+    if array_module(arr) is xp:
+        return arr
+    if xp is np:
+        raise TypeError(
+            f"{name} is a CuPy (GPU) array but the layer's parameters are on the host: "
+            f"call model.to('cuda'), or pass {name}.get()"
+        )
+    return xp.asarray(arr)
+
+
 def as_array(name: str, a) -> np.ndarray:
     """``np.asarray(a)``, with NumPy's conversion errors (a ragged nested list) naming ``name``;
     a CuPy array is returned as it is."""
@@ -112,7 +143,8 @@ def float_array(name: str, a, *, ndim: int | None = None, dtype=None, finite: bo
 
     Integer and bool inputs are converted; complex, object and string inputs are refused.
     A float array of the other precision is refused rather than silently converted,
-    because mixing float32 and float64 would upcast the whole computation.
+    because mixing float32 and float64 would upcast the whole computation. ``finite``:
+    refuse NaN/inf.
     """
     if a is None:
         raise TypeError(f"{name} must be an array, got None")

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 import nprnn
+from nprnn import backends
 from nprnn.grad_mode import no_grad
 from nprnn.module import Module
 from nprnn.validation import (
@@ -190,7 +191,8 @@ class CharLM(Module):
     def _drop(self, x: np.ndarray, train: bool):
         if not train or self.dropout == 0.0:
             return x, None
-        keep = self.rng.random(x.shape, dtype=self.dtype) >= self.dropout
+        # drawn where the kernels compute (the host rng's own draws on NumPy)
+        keep = backends.current().uniform(self.rng, x.shape, self.dtype) >= self.dropout
         scale = keep * self.dtype.type(1.0 / (1.0 - self.dropout))  # (T, B, H): 0 or 1/(1−p)
         return x * scale, scale
 
