@@ -156,3 +156,64 @@ def test_plot_without_a_log(tmp_path, capsys):
     (tmp_path / "log.jsonl").write_text('{"event": "start"}\n')
     code, err = _cli(capsys, "plot", tmp_path)
     assert code == 2 and "no evaluation" in err
+
+
+def test_plot_process_draws_plot_logs_bytes(tmp_path):
+    pytest.importorskip("matplotlib")
+    _write_log(tmp_path / "r")
+    recs = [json.loads(ln) for ln in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert viz.plot_log(recs, tmp_path / "here.png", title="r") is True
+    child = viz.PlotProcess.start()
+    child.plot(recs, tmp_path / "child.png", title="r")
+    assert child.result() is True
+    child.close()
+    assert (tmp_path / "child.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+    child = viz.PlotProcess.start()  # nothing to draw: plot_log's False, no file
+    child.plot([{"event": "start"}], tmp_path / "none.png")
+    assert child.result() is False and not (tmp_path / "none.png").exists()
+    child.close()
+
+
+def test_plot_process_that_cannot_draw_answers_none(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(viz, "_CHILD", "import sys; sys.stdin.readline(); sys.exit(3)")
+    child = viz.PlotProcess.start()
+    child.plot([{"step": 1, "train_loss": 1.0}], tmp_path / "x.png")
+    assert child.result() is None
+    child.close()
+    child = viz.PlotProcess.start()  # records that are not JSON: None, the child stopped
+    child.plot([{"step": 1, "train_loss": object()}], tmp_path / "x.png")
+    assert child.result() is None and child._proc.poll() is not None
+    child = viz.PlotProcess.start()  # never asked (an interrupted run): close stops it
+    child.close()
+    assert child._proc.returncode is not None
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("child_works", [True, False])
+def test_train_draws_its_plot_in_a_child_or_in_process(tmp_path, monkeypatch, capsys,
+                                                       child_works):  # fmt: skip
+    """Runs of PLOT_CHILD_STEPS steps or more use the child; when it cannot draw, the
+    plot is drawn in-process: either way the run holds the same loss.png."""
+    pytest.importorskip("matplotlib")
+    from nprnn.app import lmcli
+
+    monkeypatch.setattr(lmcli, "PLOT_CHILD_STEPS", 3)
+    answers = []
+    orig = viz.PlotProcess.result
+
+    def result(self, timeout=60.0):
+        answers.append(orig(self, timeout))
+        return answers[-1]
+
+    monkeypatch.setattr(viz.PlotProcess, "result", result)
+    if not child_works:
+        monkeypatch.setattr(viz, "_CHILD", "import sys; sys.stdin.readline(); sys.exit(3)")
+    out = tmp_path / "run"
+    code, err = _cli(capsys, "train", "--steps", 3, "--eval-every", 1, "--hidden", 8,
+                     "--samples", 0, "--quiet", "--out", out)  # fmt: skip
+    assert code == 0, err
+    assert answers == [True if child_works else None]
+    recs = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    assert viz.plot_log(recs, tmp_path / "here.png", title=out.name) is True
+    assert (out / "loss.png").read_bytes() == (tmp_path / "here.png").read_bytes()

@@ -173,27 +173,43 @@ def _build(opts, given: set, prev):
     return commands.Built(objective, config, start, notes)
 
 
+PLOT_CHILD_STEPS = 200
+"""``nprnn train`` runs of at least this many steps draw their plot in a child process
+(:class:`nprnn.app.viz.PlotProcess`); shorter ones draw it in-process."""
+
+
 def cmd_train(opts, given: set) -> int:
     """``nprnn train``: a character language model."""
     if opts.out is None:
         stem = "names" if opts.data is None else Path(opts.data).stem
         opts.out = f"runs/{stem}-{opts.model}"
-    from .viz import plot_log, preload_matplotlib
+    from .viz import PlotProcess, plot_log
 
-    loader = None if opts.quiet or dist.rank() != 0 else preload_matplotlib()
-    result, trainer, run, _ = commands.train(
-        opts,
-        given,
-        kind=FORMAT,
-        out=opts.out,
-        build=lambda o, p: _build(o, given, p),
-        resume_hint=f"nprnn train --out {opts.out} --resume",
-    )
-    if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
-        return commands.silent_status(result)
-    if loader is not None:
-        loader.join()
-    plot_log(run.read_log(), run.path / commands.PLOT, title=run.path.name)
+    # a run long enough to hide matplotlib's import behind it, outside MPI (no child
+    # processes of a rank): the plot is drawn by a child that imported it meanwhile
+    use_child = opts.steps >= PLOT_CHILD_STEPS and not dist.launched()
+    plotter = PlotProcess.start() if use_child else None
+    try:
+        result, trainer, run, _ = commands.train(
+            opts,
+            given,
+            kind=FORMAT,
+            out=opts.out,
+            build=lambda o, p: _build(o, given, p),
+            resume_hint=f"nprnn train --out {opts.out} --resume",
+        )
+        if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
+            return commands.silent_status(result)
+        records, png = run.read_log(), run.path / commands.PLOT
+        drawn = None
+        if plotter is not None:
+            plotter.plot(records, png, title=run.path.name)
+            drawn = plotter.result()
+        if drawn is None:  # no child, or it could not draw: the same call, here
+            plot_log(records, png, title=run.path.name)
+    finally:
+        if plotter is not None:
+            plotter.close()
     status = commands.exit_status(result, opts.quiet)
     if status is not None:
         return status

@@ -36,7 +36,6 @@ from __future__ import annotations
 import html
 import importlib.util
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +53,7 @@ __all__ = [
     "shown",
     "plot_log",
     "new_figure",
-    "preload_matplotlib",
+    "PlotProcess",
     "cmd_viz",
     "cmd_plot",
 ]
@@ -77,21 +76,101 @@ def new_figure(**kw):
     return Figure(**kw)
 
 
-def preload_matplotlib():
-    """Import matplotlib in a thread while training runs: the import (~0.5 s) then
-    overlaps the NumPy work, which releases the GIL, instead of adding to the run."""
-    if importlib.util.find_spec("matplotlib") is None:
-        return None
+# run by the plotting child: import matplotlib at once (while the parent trains), then
+# draw the one plot the parent asks for on stdin, answering plot_log's result on stdout
+_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+try:
+    import matplotlib.figure
+except Exception:
+    pass
+line = sys.stdin.readline()
+if line:
+    from nprnn.app.viz import plot_log
+    r = json.loads(line)
+    print(json.dumps(plot_log(r["records"], r["path"], title=r["title"])), flush=True)
+"""
 
-    def load():
+
+class PlotProcess:
+    """The loss plot drawn by a child process that imports matplotlib while training runs.
+
+    matplotlib's import (~0.45 s) is a third of a short run's fixed cost. In a thread it
+    would take the GIL the training loop needs (measured: no gain); a child process runs
+    it on another core. :meth:`plot` takes the records when training is over and
+    :meth:`result` sends them and waits for the drawing. ``None`` from :meth:`result`
+    means the child could not draw (it died, or took longer than ``timeout``): the
+    caller then draws in-process, so the outcome and any error are those of
+    :func:`plot_log` itself. The child reads its request from a pipe: if this process
+    dies first, it reads end of file and exits, leaving nothing behind.
+    """
+
+    def __init__(self):
+        import subprocess  # noqa: PLC0415
+        import sys  # noqa: PLC0415
+
+        root = str(Path(__file__).resolve().parents[2])  # the directory holding nprnn/
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, root],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+        )
+        self._request = None
+
+    @classmethod
+    def start(cls):
+        """A child, or None where matplotlib is absent or no process can be started."""
         try:
-            import matplotlib.figure  # noqa: F401
-        except Exception:  # plot_log reports nothing without it either
-            pass
+            if importlib.util.find_spec("matplotlib") is None:
+                return None
+            return cls()
+        except (ImportError, ValueError, OSError):  # no spec (a blocked import); no fork
+            return None
 
-    thread = threading.Thread(target=load, name="nprnn-matplotlib", daemon=True)
-    thread.start()
-    return thread
+    def plot(self, records: list, path, *, title: str = "") -> None:
+        """The request ``plot_log(records, path, title=title)``, sent by :meth:`result`."""
+        import json  # noqa: PLC0415
+
+        try:
+            self._request = json.dumps({"records": records, "path": str(path), "title": title})
+        except (TypeError, ValueError):  # not JSON: result() says None, the caller draws
+            self._request = None
+
+    def result(self, timeout: float = 60.0):
+        """plot_log's True/False from the child, or None (the caller draws instead)."""
+        import json  # noqa: PLC0415
+        import subprocess  # noqa: PLC0415
+
+        if self._request is None:
+            self.close()
+            return None
+        try:
+            out, _ = self._proc.communicate(self._request + "\n", timeout=timeout)
+        except (subprocess.TimeoutExpired, OSError):  # slow, or gone (a broken pipe)
+            self.close()
+            return None
+        if self._proc.returncode != 0:
+            return None
+        try:
+            answer = json.loads(out)
+        except ValueError:
+            return None
+        return answer if isinstance(answer, bool) else None
+
+    def close(self) -> None:
+        """Stop the child if it still runs (an interrupted or failed run)."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        for f in (self._proc.stdin, self._proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
 
 
 def colour(v: float) -> str:
