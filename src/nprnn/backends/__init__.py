@@ -11,8 +11,6 @@ backend is any object with these members:
 ``empty(shape, dt)``   a C-ordered uninitialised array (the NumPy backend reuses large
                        buffers: see :mod:`nprnn.backends._pool`)
 ``matmul(a, b, out)``  ``out = a @ b`` for 2-D operands (views allowed); returns ``out``
-``take(a, ids, axis, out)``
-                       ``out = a.take(ids, axis)`` for ids already checked in range
 ``kernel(cell)``       the element-wise step object for a registered cell
                        (:mod:`nprnn.kernels.fast`'s, a fused one, or None: the driver
                        then runs the cell's reference steps)

@@ -58,9 +58,6 @@ class CupyBackend:
     def matmul(self, a, b, out):
         return self.xp.matmul(a, b, out=out)
 
-    def take(self, a, ids, axis, out):
-        return self.xp.take(a, ids, axis=axis, out=out)
-
     def uniform(self, rng, shape, dtype):
         """U[0, 1) samples drawn on the device, from a generator seeded by the host ``rng``
         (one draw of it per call: runs stay reproducible from the host seed)."""

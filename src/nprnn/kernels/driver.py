@@ -141,7 +141,7 @@ def _gathered_steps(be, table, w_ih, bias, reverse, ids):
         if bias is not None:
             P += bias
         proj = be.empty((T, G), table.dtype)
-        be.take(P, ids[:, 0], 0, proj)
+        xp.take(P, ids[:, 0], axis=0, out=proj)
         steps = [proj[t, :, None] for t in range(T)]
     else:
         P = be.empty((G, V), table.dtype)
@@ -149,7 +149,7 @@ def _gathered_steps(be, table, w_ih, bias, reverse, ids):
         if bias is not None:
             P += xp.reshape(bias, (G, 1))
         proj = be.empty((G, T * B), table.dtype)  # column = (step, row)
-        be.take(P, ids.reshape(T * B), 1, proj)
+        xp.take(P, ids.reshape(T * B), axis=1, out=proj)
         steps = [proj[:, t * B : (t + 1) * B] for t in range(T)]
     for t, prev, nxt in _slots(T, reverse):
         yield t, prev, nxt, steps[t]
