@@ -190,15 +190,14 @@ def test_plot_process_that_cannot_draw_answers_none(tmp_path, monkeypatch):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("task", ["lm", "classify"])
 @pytest.mark.parametrize("child_works", [True, False])
 def test_train_draws_its_plot_in_a_child_or_in_process(tmp_path, monkeypatch, capsys,
-                                                       child_works):  # fmt: skip
+                                                       child_works, task):  # fmt: skip
     """Runs of PLOT_CHILD_STEPS steps or more use the child; when it cannot draw, the
     plot is drawn in-process: either way the run holds the same loss.png."""
     pytest.importorskip("matplotlib")
-    from nprnn.app import lmcli
-
-    monkeypatch.setattr(lmcli, "PLOT_CHILD_STEPS", 3)
+    monkeypatch.setattr(viz, "PLOT_CHILD_STEPS", 3)
     answers = []
     orig = viz.PlotProcess.result
 
@@ -210,8 +209,9 @@ def test_train_draws_its_plot_in_a_child_or_in_process(tmp_path, monkeypatch, ca
     if not child_works:
         monkeypatch.setattr(viz, "_CHILD", "import sys; sys.stdin.readline(); sys.exit(3)")
     out = tmp_path / "run"
+    extra = ["--samples", 0] if task == "lm" else ["--task", "classify"]
     code, err = _cli(capsys, "train", "--steps", 3, "--eval-every", 1, "--hidden", 8,
-                     "--samples", 0, "--quiet", "--out", out)  # fmt: skip
+                     *extra, "--quiet", "--out", out)  # fmt: skip
     assert code == 0, err
     assert answers == [True if child_works else None]
     recs = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]

@@ -87,17 +87,13 @@ def on_device_of(name: str, arr, param):
     """``arr`` where the parameter ``param`` lives: host data goes to a GPU parameter's
     device (one copy, at the boundary); a GPU array for host parameters is an error that
     says what to do, never a silent copy back."""
-    if type(arr) is type(param):  # the common case, on either side: nothing to move
-        return arr
     xp = array_module(param)
-    if array_module(arr) is xp:
-        return arr
-    if xp is np:
+    if xp is np and array_module(arr) is not np:
         raise TypeError(
             f"{name} is a CuPy (GPU) array but the layer's parameters are on the host: "
             f"call model.to('cuda'), or pass {name}.get()"
         )
-    return xp.asarray(arr)
+    return to_module(arr, xp)
 
 
 def as_array(name: str, a) -> np.ndarray:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from nprnn import distributed as dist
-
 from . import commands
 from .charlm import CharLM
 from .declare import check_modes, stored
@@ -173,23 +171,14 @@ def _build(opts, given: set, prev):
     return commands.Built(objective, config, start, notes)
 
 
-PLOT_CHILD_STEPS = 200
-"""``nprnn train`` runs of at least this many steps draw their plot in a child process
-(:class:`nprnn.app.viz.PlotProcess`); shorter ones draw it in-process."""
-
-
 def cmd_train(opts, given: set) -> int:
     """``nprnn train``: a character language model."""
     if opts.out is None:
         stem = "names" if opts.data is None else Path(opts.data).stem
         opts.out = f"runs/{stem}-{opts.model}"
-    from .viz import PlotProcess, plot_log
+    from .viz import draw_loss_plot, loss_plotter
 
-    # a run long enough to hide matplotlib's import behind it, outside MPI (no child
-    # processes of a rank): the plot is drawn by a child that imported it meanwhile
-    use_child = opts.steps >= PLOT_CHILD_STEPS and not dist.launched()
-    plotter = PlotProcess.start() if use_child else None
-    try:
+    with loss_plotter(opts.steps) as plotter:  # imports matplotlib while training runs
         result, trainer, run, _ = commands.train(
             opts,
             given,
@@ -200,16 +189,8 @@ def cmd_train(opts, given: set) -> int:
         )
         if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
             return commands.silent_status(result)
-        records, png = run.read_log(), run.path / commands.PLOT
-        drawn = None
-        if plotter is not None:
-            plotter.plot(records, png, title=run.path.name)
-            drawn = plotter.result()
-        if drawn is None:  # no child, or it could not draw: the same call, here
-            plot_log(records, png, title=run.path.name)
-    finally:
-        if plotter is not None:
-            plotter.close()
+        draw_loss_plot(run.read_log(), run.path / commands.PLOT, title=run.path.name,
+                       plotter=plotter)  # fmt: skip
     status = commands.exit_status(result, opts.quiet)
     if status is not None:
         return status

@@ -33,6 +33,7 @@ message (``pip install 'nprnn[plot]'``), and training just writes no ``loss.png`
 
 from __future__ import annotations
 
+import contextlib
 import html
 import importlib.util
 import math
@@ -54,6 +55,8 @@ __all__ = [
     "plot_log",
     "new_figure",
     "PlotProcess",
+    "loss_plotter",
+    "draw_loss_plot",
     "cmd_viz",
     "cmd_plot",
 ]
@@ -171,6 +174,37 @@ class PlotProcess:
                 f.close()
             except OSError:
                 pass
+
+
+PLOT_CHILD_STEPS = 200
+"""Training runs of at least this many steps draw their loss plot in a
+:class:`PlotProcess`; shorter ones (which could not hide its import) draw it in-process."""
+
+
+@contextlib.contextmanager
+def loss_plotter(steps: int):
+    """``with loss_plotter(opts.steps) as plotter:`` a :class:`PlotProcess` started now for
+    a run of ``steps`` steps, or None (a short run, an MPI rank: no child processes of a
+    rank, or no matplotlib); stopped on leaving, however the run ends."""
+    from nprnn import distributed  # noqa: PLC0415
+
+    use = steps >= PLOT_CHILD_STEPS and not distributed.launched()
+    plotter = PlotProcess.start() if use else None
+    try:
+        yield plotter
+    finally:
+        if plotter is not None:
+            plotter.close()
+
+
+def draw_loss_plot(records: list, path, *, title: str, plotter=None) -> None:
+    """:func:`plot_log` of ``records`` into ``path``, by ``plotter`` (from
+    :func:`loss_plotter`) when it can draw, else in this process."""
+    if plotter is not None:
+        plotter.plot(records, path, title=title)
+        if plotter.result() is not None:
+            return
+    plot_log(records, path, title=title)
 
 
 def colour(v: float) -> str:
