@@ -86,9 +86,14 @@ class Linear(Module):
                 f"x has shape {_shape(x)}: expected (..., {self.in_features}) "
                 f"(the last axis holds in_features={self.in_features})"
             )
-        x = on_device_of("x", x, w)
+        return self._forward(on_device_of("x", x, w))
+
+    def _forward(self, x):
+        """:meth:`forward` of an input already checked: for callers inside nprnn (the
+        char-LM's head reads the recurrent stack's output, finite by construction)."""
+        w = self._params["weight"]
         self._save_for_backward(x)
-        y = x @ w.T  # (..., out)
+        y = (x.reshape(-1, self.in_features) @ w.T).reshape(x.shape[:-1] + (-1,))  # (..., out)
         if self.bias:
             y += self._params["bias"]
         return y
@@ -101,8 +106,12 @@ class Linear(Module):
         w = self._params["weight"]
         dout = float_array("dout", dout, dtype=self.dtype)
         check_shape("dout", dout, x.shape[:-1] + (self.out_features,), hint="it must match y")
-        dout = on_device_of("dout", dout, w)
-        self._saved_for_backward()
+        return self._backward(on_device_of("dout", dout, w))
+
+    def _backward(self, dout):
+        """:meth:`backward` of a checked ``dout`` (e.g. the loss's gradient)."""
+        x = self._saved_for_backward()
+        w = self._params["weight"]
         d2 = dout.reshape(-1, self.out_features)  # (N, out)
         self._grads["weight"] += d2.T @ x.reshape(-1, self.in_features)  # (out, in)
         if self.bias:

@@ -30,6 +30,7 @@ from nprnn import backends
 from nprnn.grad_mode import no_grad
 from nprnn.module import Module
 from nprnn.validation import (
+    all_finite,
     as_float_dtype,
     as_rng,
     check_finite,
@@ -205,7 +206,7 @@ class CharLM(Module):
         # (T, B, H); state (L, B, H) [pair]
         h, new_state, embedded = embedded_forward(self.embedding, self.rnn, ids, state, mask)
         h, drop = self._drop(h, self.training)
-        logits = self.head(h)  # (T, B, V)
+        logits = self.head._forward(h)  # (T, B, V); h is the stack's own output
         self._save_for_backward((drop, embedded))
         if isinstance(new_state, tuple):  # detach: fresh copies
             return logits, tuple(s.copy() for s in new_state)
@@ -214,8 +215,13 @@ class CharLM(Module):
     def backward(self, dlogits: np.ndarray) -> None:
         """Gradients of the latest pending forward from dL/dlogits (T, B, V), accumulated
         into ``grads`` (the final state feeds nothing: its gradient is 0)."""
+        self._backward(dlogits, checked=False)
+
+    def _backward(self, dlogits, *, checked: bool) -> None:
+        """:meth:`backward`; ``checked``: dlogits is the loss's own gradient (finite, of
+        the logits' shape), so the head skips its checks."""
         drop, embedded = self._saved_for_backward()
-        dh = self.head.backward(dlogits)  # (T, B, H)
+        dh = self.head._backward(dlogits) if checked else self.head.backward(dlogits)
         if drop is not None:
             dh *= drop
         dx, _ = self.rnn.backward(dh, None)
@@ -230,11 +236,11 @@ class CharLM(Module):
         final state, detached.
         """
         logits, new_state = self.forward(inputs, state, mask)
-        if not np.isfinite(logits).all():  # diverged: report it, leave the grads alone
+        if not all_finite(logits):  # diverged: report it, leave the grads alone
             self.zero_grad()  # drops the pending forward too
             return float("nan"), new_state
         loss, dlogits = nprnn.softmax_cross_entropy(logits, targets, mask=mask)
-        self.backward(dlogits)
+        self._backward(dlogits, checked=True)
         return float(loss), new_state
 
     def logits(self, inputs, state=None, mask=None):
