@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nprnn.app.batches import LinesBatcher, StreamBatcher, iter_eval_batches, iter_eval_stream
+from nprnn.app.batches import (
+    LinesBatcher,
+    StreamBatcher,
+    iter_eval_batches,
+    iter_eval_stream,
+    pack_sequences,
+)
 from nprnn.app.errors import DataError
 from nprnn.app.text import Vocab, read_lines, read_text, split_text, split_train_val
 
@@ -143,6 +149,22 @@ def test_lines_batch_exact():
     np.testing.assert_array_equal(y, [[3, 5], [4, 2], [2, 0]])
     np.testing.assert_array_equal(m, [[True, True], [True, True], [True, False]])
     assert x.dtype == y.dtype == np.int64 and m.dtype == bool
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.integers(3, 40), max_size=9), min_size=1, max_size=12))
+def test_pack_sequences_reads_back_every_line(lines):
+    """Column b holds <bos> + line b as the inputs, line b + <eos> as the targets and
+    n + 1 counted steps; everything after is padding (mask 0)."""
+    seqs = [np.array(s, dtype=np.int32) for s in lines]
+    x, y, m = pack_sequences(seqs, bos=1, eos=2, pad=0)
+    T = max(map(len, lines)) + 1
+    assert x.shape == y.shape == m.shape == (T, len(lines))
+    for b, s in enumerate(lines):
+        n = len(s)
+        assert x[: n + 1, b].tolist() == [1, *s] and y[: n + 1, b].tolist() == [*s, 2]
+        assert m[:, b].tolist() == [True] * (n + 1) + [False] * (T - n - 1)
+        assert not x[n + 1 :, b].any() and not y[n + 1 :, b].any()
 
 
 def test_eval_batches_in_order_exact():

@@ -182,18 +182,21 @@ class EpochBatcher:
 def pack_sequences(seqs: Sequence[np.ndarray], *, bos: int, eos: int, pad: int):
     """``(inputs (T, B), targets (T, B), mask (T, B) bool)`` of ``bos + s`` predicting
     ``s + eos`` for each id sequence ``s``, right-padded with ``pad``; T = longest + 1."""
-    T = max(len(s) for s in seqs) + 1
     B = len(seqs)
+    n = np.fromiter(map(len, seqs), dtype=np.int64, count=B)  # (B,) line lengths
+    T = int(n.max()) + 1
     inputs = np.full((T, B), pad, dtype=np.int64)  # (T, B)
     targets = np.full((T, B), pad, dtype=np.int64)  # (T, B)
-    mask = np.zeros((T, B), dtype=bool)  # (T, B)
-    for b, s in enumerate(seqs):
-        n = len(s)
-        inputs[0, b] = bos
-        inputs[1 : n + 1, b] = s
-        targets[:n, b] = s
-        targets[n, b] = eos
-        mask[: n + 1, b] = True
+    # every character at once (a loop over the rows cost ~0.2 ms a batch of 64):
+    # character j of line b sits at step t = j of the targets, t = j + 1 of the inputs
+    rows = np.repeat(np.arange(B), n)
+    steps = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    chars = np.concatenate(seqs) if n.sum() else np.zeros(0, dtype=np.int64)
+    inputs[0] = bos
+    inputs[steps + 1, rows] = chars
+    targets[steps, rows] = chars
+    targets[n, np.arange(B)] = eos
+    mask = np.arange(T)[:, None] <= n  # (T, B): the n + 1 real steps of each line
     return inputs, targets, mask
 
 
