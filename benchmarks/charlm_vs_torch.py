@@ -18,7 +18,8 @@ Runs, one after the other (never at the same time):
 The held-out loss is the one ``nprnn eval`` reports: mean cross-entropy in nats per
 predicted token over the validation lines, each line read as <bos>+chars -> chars+<eos>
 (stream mode: the last --val-fraction of the text, scored as the trainer scores it).
-nprnn runs at the CLI's default, one BLAS thread (``--threads 1``); torch at one thread
+nprnn runs at the CLI's default, one BLAS thread (``--threads 1``; ``--nprnn-threads``
+to change it); torch at one thread
 too (``torch.set_num_threads(1)``), or at its own default with ``--torch-threads 0``.
 
 Prints ONE JSON object: nprnn_val_loss, torch_val_loss (both at the last step),
@@ -91,6 +92,10 @@ def parse_args(argv=None):
     p.add_argument(
         "--torch-threads", type=int, default=1, help="torch's threads (0: torch's own default)"
     )
+    p.add_argument(
+        "--nprnn-threads", type=int, default=1,
+        help="nprnn train --threads (1: the CLI's default; 0: the BLAS library's default)",
+    )  # fmt: skip
     p.add_argument("--skip-nprnn", action="store_true", help="torch side only (its figures alone)")
     return p.parse_args(argv)
 
@@ -152,7 +157,7 @@ def run_nprnn(args, val, out: Path):
         "--warmup", str(args.warmup), "--decay", args.decay,
         "--eval-every", str(args.eval_every), "--patience", str(args.patience),
         "--val-fraction", repr(args.val_fraction), "--seed", str(args.seed),
-        "--out", str(out), "--quiet", "--threads", "1",
+        "--out", str(out), "--quiet", "--threads", str(args.nprnn_threads),
     ]  # fmt: skip
     if args.data is not None:
         cmd[4:4] = ["--data", str(args.data)]
@@ -366,7 +371,7 @@ def main(argv=None) -> int:
             "vocab_size": len(vocab),
             "n_train": len(train),
             "n_val": len(val),
-            "threads": 1,
+            "threads": args.nprnn_threads,
             "torch_threads": tres["threads"],
             "loadavg_1min_at_start": load,
             "torch": tres["version"],
