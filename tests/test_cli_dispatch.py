@@ -2,6 +2,9 @@
 of a classifier run to their modules, with the same one-line error contract."""
 
 import json
+import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -81,3 +84,31 @@ def test_delegated_commands_run_on_one_blas_thread(monkeypatch, capsys, tmp_path
     monkeypatch.setattr(bench, "cmd_bench", lambda opts, given: 0)
     assert cli.main(["bench", "--json"]) == 0
     assert calls == []  # bench has its own --threads
+
+
+_HEAP_PROBE = """
+import sys
+import numpy as np
+from nprnn.app import cli
+if sys.argv[1] == "1":
+    assert cli.keep_freed_memory()
+a = np.ones(2 << 20, dtype=np.uint8)  # 2 MB: above glibc's first mmap threshold (128 KB)
+lo, hi = next(
+    (int(r.split("-")[0], 16), int(r.split()[0].split("-")[1], 16))
+    for r in open("/proc/self/maps") if r.rstrip().endswith("[heap]")
+)
+print(lo <= a.ctypes.data < hi)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_the_command_keeps_large_arrays_on_the_heap():
+    """With keep_freed_memory, a 2 MB array comes from the heap (reused when freed);
+    without, glibc maps it fresh from the system (and unmaps it on free)."""
+    placed = [
+        subprocess.run(
+            [sys.executable, "-c", _HEAP_PROBE, flag], capture_output=True, text=True, check=True
+        ).stdout.strip()  # fmt: skip
+        for flag in ("0", "1")
+    ]
+    assert placed == ["False", "True"]
