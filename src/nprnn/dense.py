@@ -90,7 +90,7 @@ class Linear(Module):
 
     def _forward(self, x):
         """:meth:`forward` of an input already checked: for callers inside nprnn (the
-        char-LM's head reads the recurrent stack's output, finite by construction)."""
+        char-LM's head reads the recurrent stack's output; its logits are checked)."""
         w = self._params["weight"]
         self._save_for_backward(x)
         y = (x.reshape(-1, self.in_features) @ w.T).reshape(x.shape[:-1] + (-1,))  # (..., out)

@@ -266,21 +266,16 @@ def _run(opts, given: set) -> tuple[int, dict | None]:
             opts.data = prev_cfg.get("data", {}).get("train") or opts.data
             opts.val_data = opts.val_data or prev_cfg.get("data", {}).get("val")
     holder: dict = {}
-    from .viz import draw_loss_plot, loss_plotter
-
-    with loss_plotter(opts.steps) as plotter:  # imports matplotlib while training runs
-        result, trainer, run, _ = commands.train(
-            opts,
-            given,
-            kind=FORMAT,
-            out=opts.out,
-            build=lambda o, p: _build(o, p, holder),
-            resume_hint=f"nprnn train --task classify --out {opts.out} --resume",
-        )
-        if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
-            return commands.silent_status(result), None
-        draw_loss_plot(run.read_log(), run.path / commands.PLOT, title=run.path.name,
-                       plotter=plotter)  # fmt: skip
+    result, trainer, run, _ = commands.train_and_plot(
+        opts,
+        given,
+        kind=FORMAT,
+        out=opts.out,
+        build=lambda o, p: _build(o, p, holder),
+        resume_hint=f"nprnn train --task classify --out {opts.out} --resume",
+    )
+    if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
+        return commands.silent_status(result), None
     status = commands.exit_status(result, True)
     if status is not None:
         return status, None

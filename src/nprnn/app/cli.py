@@ -151,11 +151,10 @@ def keep_freed_memory() -> bool:
     arrays above an adaptive threshold (128 KB at first) with fresh pages from the
     system and returns them on free. Measured on the default ``nprnn train`` (1000
     steps): page faults 51,000 → 25,000, wall time 0.95× (farm-bench, median of 5
-    pairs), the same peak memory; a gather that wrote into a pooled buffer instead of
-    allocating kept the threshold low and faulted 400,000 times without it. A
-    process-wide choice, so the command makes it, not the library
-    (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` do the same for a program
-    of your own).
+    pairs), the same peak memory (per-step gathers, tried for the embedding, faulted
+    about 400,000 times without it and 24,000 with it). A process-wide choice, so the
+    command makes it, not the library (``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` do the same for a program of your own).
     """
     import ctypes
     import platform

@@ -170,6 +170,20 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
     return result, trainer, run, prev
 
 
+def train_and_plot(opts, given: set, **kw):
+    """:func:`train` (same keywords, same return), then the run's loss plot (``PLOT``)
+    on the rank that writes; a long run's plot is drawn by a child process that imports
+    matplotlib while training runs (:func:`nprnn.app.viz.loss_plotter`)."""
+    from .viz import draw_loss_plot, loss_plotter
+
+    with loss_plotter(opts.steps) as plotter:
+        result, trainer, run, loaded = train(opts, given, **kw)
+        if trainer.parallel.writes:  # another MPI rank: rank 0 draws
+            draw_loss_plot(run.read_log(), run.path / PLOT, title=run.path.name,
+                           plotter=plotter)  # fmt: skip
+    return result, trainer, run, loaded
+
+
 def exit_status(result: TrainResult, quiet: bool) -> int | None:
     """The exit status for a run that did not finish (with its message printed), or None."""
     if result.status == "diverged":

@@ -176,21 +176,16 @@ def cmd_train(opts, given: set) -> int:
     if opts.out is None:
         stem = "names" if opts.data is None else Path(opts.data).stem
         opts.out = f"runs/{stem}-{opts.model}"
-    from .viz import draw_loss_plot, loss_plotter
-
-    with loss_plotter(opts.steps) as plotter:  # imports matplotlib while training runs
-        result, trainer, run, _ = commands.train(
-            opts,
-            given,
-            kind=FORMAT,
-            out=opts.out,
-            build=lambda o, p: _build(o, given, p),
-            resume_hint=f"nprnn train --out {opts.out} --resume",
-        )
-        if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
-            return commands.silent_status(result)
-        draw_loss_plot(run.read_log(), run.path / commands.PLOT, title=run.path.name,
-                       plotter=plotter)  # fmt: skip
+    result, trainer, run, _ = commands.train_and_plot(
+        opts,
+        given,
+        kind=FORMAT,
+        out=opts.out,
+        build=lambda o, p: _build(o, given, p),
+        resume_hint=f"nprnn train --out {opts.out} --resume",
+    )
+    if not trainer.parallel.writes:  # another MPI rank: rank 0 reports
+        return commands.silent_status(result)
     status = commands.exit_status(result, opts.quiet)
     if status is not None:
         return status
