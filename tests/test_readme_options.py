@@ -58,3 +58,13 @@ def test_defaults_parse_with_their_own_parser(cls):
             assert default in m["choices"], f.name
         elif isinstance(m["type"], options.Num) and default is not None:
             assert m["type"].ok(default), f.name
+
+
+@pytest.mark.parametrize("cls", COMMANDS, ids=lambda c: c.__name__)
+def test_only_a_resumable_command_explains_resume(cls):
+    """The epilog on what --resume may change is in the help of the commands that have
+    --resume, and only there (bench has --device, which a resume may change, but no
+    --resume)."""
+    epilog = build_parser(cls, "nprnn x").epilog or ""
+    has_resume = any(f.name == "resume" for f in fields(cls))
+    assert ("--resume continues" in epilog) == has_resume, cls.__name__

@@ -234,7 +234,7 @@ def build_parser(cls, prog: str) -> argparse.ArgumentParser:
     doc = inspect.cleandoc(cls.__doc__ or "")
     desc, _, epilog = doc.partition("\n\n")
     may = changeable(cls)
-    if may:
+    if may and any(f.name == "resume" for f in fields(cls)):  # only a resumable command
         fixed = [flag(f.name) for f in fields(cls) if f.metadata["resume"] == "fixed"]
         epilog += (
             f"\n--resume continues bit-identically; options not given are taken from the "
