@@ -86,6 +86,55 @@ def test_delegated_commands_run_on_one_blas_thread(monkeypatch, capsys, tmp_path
     assert calls == []  # bench has its own --threads
 
 
+def test_a_resume_takes_the_runs_blas_threads_unless_given(monkeypatch, capsys, tmp_path):
+    # OpenBLAS sums a GEMM's long inner dimension in other blocks at another thread
+    # count, so the thread count is part of what makes a resume bit-identical.
+    calls = []
+    monkeypatch.setattr(cli, "set_blas_threads", lambda n: calls.append(n) or True)
+    out = tmp_path / "t"
+    base = ["task", "adding", "--T", 3, "--hidden", 2, "--quiet", "--out", out]
+    code, _, err = run(capsys, *base, "--steps", 1, "--threads", 2)
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["train"]["threads"] == 2
+    calls.clear()
+    code, _, err = run(capsys, *base, "--steps", 2, "--resume")
+    assert code == 0, err
+    assert calls == [1, 2]  # the CLI's default first, then the run's
+    calls.clear()
+    code, _, err = run(capsys, *base, "--steps", 3, "--resume", "--threads", 1)
+    assert code == 0, err
+    assert calls == [1]
+    assert json.loads((out / "config.json").read_text())["train"]["threads"] == 1
+
+
+def test_a_run_stored_before_threads_were_stored_still_resumes(capsys, tmp_path):
+    out = tmp_path / "t"
+    base = ["task", "adding", "--T", 3, "--hidden", 2, "--quiet", "--out", out]
+    code, _, err = run(capsys, *base, "--steps", 1)
+    assert code == 0, err
+    cfg = json.loads((out / "config.json").read_text())
+    del cfg["train"]["threads"]
+    (out / "config.json").write_text(json.dumps(cfg))
+    code, _, err = run(capsys, *base, "--steps", 2, "--resume")
+    assert code == 0, err
+
+
+def test_blas_threads_zero_restores_the_librarys_own_count():
+    from threadpoolctl import threadpool_info
+
+    def counts():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = counts()
+    try:
+        cli.set_blas_threads(1)
+        assert set(counts()) == {1}
+        cli.set_blas_threads(0)
+        assert counts() == [max(cli._blas_default)] * len(before)
+    finally:
+        cli.set_blas_threads(1)  # as the CLI leaves it
+
+
 _HEAP_PROBE = """
 import sys
 import numpy as np

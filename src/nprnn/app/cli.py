@@ -124,16 +124,22 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 
+_blas_default: list[int] = []  # the BLAS's own thread count, read before the first limit
+
+
 def set_blas_threads(n: int) -> bool:
-    """Limit NumPy's BLAS to ``n`` threads (via threadpoolctl).
+    """Limit NumPy's BLAS to ``n`` threads (via threadpoolctl); 0: its own default.
 
     One recurrent step multiplies small matrices, where BLAS threads that spin waiting
-    for work make a busy machine several times slower; on an idle 2-core machine the
-    BLAS default was 5% (lines mode) to 17% (stream mode) faster than one thread.
+    for work make a busy machine several times slower; on an idle 2-core machine two
+    threads were faster in some minutes and slower in others (docs/guides/speed.md).
     """
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import ThreadpoolController
 
-    threadpool_limits(limits=n, user_api="blas")
+    blas = ThreadpoolController().select(user_api="blas")
+    if not _blas_default:
+        _blas_default.extend(lib["num_threads"] for lib in blas.info())
+    blas.limit(limits=n or max(_blas_default, default=1))
     return True
 
 

@@ -119,6 +119,10 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
         prev = claim_out(run, opts, kind)
         if prev is not None:
             merge_resumed(opts, given, prev.config)
+            if "threads" not in given:  # the run's own (the CLI set the default)
+                from .cli import set_blas_threads
+
+                set_blas_threads(opts.threads)
         parallel.check_batch_size(opts.batch_size)  # the run's own when resuming
         resolve_warmup(opts, given, prev is not None)
         built = build(opts, prev)

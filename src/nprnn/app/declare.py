@@ -137,6 +137,7 @@ def option(
     shown=None,
     required=False,
     repeat=False,
+    missing_ok=False,
 ):
     """A dataclass field declaring one option (see the module docstring).
 
@@ -144,7 +145,8 @@ def option(
     on/off flag. ``store``/``key``: the ``config.json`` section and key (key defaults
     to the name). ``modes``: the ``--mode`` values it applies to (given in another mode
     it is an error). ``shown``: the default as help prints it (when it is computed).
-    ``repeat``: may be given several times (a list).
+    ``repeat``: may be given several times (a list). ``missing_ok``: a stored option
+    that configs written before it was stored lack (they take the default).
     """
     assert resume in RESUME, resume
     meta = dict(
@@ -162,6 +164,7 @@ def option(
         shown=shown,
         required=required,
         repeat=repeat,
+        missing_ok=missing_ok,
     )
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -298,6 +301,8 @@ def check_stored(cls, cfg: dict) -> None:
         if m["store"] is None or m["resume"] not in ("fixed", "may change"):
             continue
         v = _lookup(cfg, f)
+        if v is MISSING and m["missing_ok"]:
+            continue
         if v is MISSING:
             raise ValueError(f"config lacks {m['key'] or f.name!r}")
         if m["modes"] is not None and v is None:

@@ -59,13 +59,18 @@ def run_dir(help="run directory written by nprnn train"):
     return option(None, help, positional=True, metavar="DIR")
 
 
-def threads():
+def threads(*, stored=False):
+    """``stored``: a training command's, kept in the run's config, since the BLAS thread
+    count changes the last bits of the GEMMs (OpenBLAS splits long sums differently)."""
     return option(
         1,
-        "BLAS threads; 1 stays fast on a busy machine, where BLAS threads that spin on "
-        "small matrices can be several times slower (0: the BLAS library's default, "
-        "5 to 17 percent faster on an idle 2-core machine)",
+        "BLAS threads (0: the BLAS library's default); 1 stays fast on a busy machine, "
+        "where BLAS threads that spin on small matrices can be several times slower"
+        + ("; a resume takes the run's, and another value changes the last bits" if stored else ""),
         type=NONNEG_INT,
+        resume="may change" if stored else None,
+        store="train" if stored else None,
+        missing_ok=stored,
     )
 
 
@@ -270,7 +275,7 @@ class TrainLM:
         type=NONNEG_INT,
     )
     quiet: bool = quiet()
-    threads: int = threads()
+    threads: int = threads(stored=True)
     device: str = device()
 
 
@@ -333,7 +338,7 @@ class TrainClassifier:
     resume: bool = resume()
     force: bool = force()
     quiet: bool = quiet("no per-evaluation lines on stderr")
-    threads: int = threads()
+    threads: int = threads(stored=True)
 
 
 @dataclass
@@ -363,7 +368,7 @@ class _Task:
     resume: bool = resume()
     force: bool = force()
     quiet: bool = quiet("no progress lines on stderr")
-    threads: int = threads()
+    threads: int = threads(stored=True)
 
 
 @dataclass

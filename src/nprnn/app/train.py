@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from nprnn.optim import LRSchedule, clip_grad_norm, make_optimizer
+from nprnn.optim.clip import global_norm
 
 from .errors import CheckpointError, what_of
 from .files import load_rng
@@ -177,12 +178,8 @@ def _make_optimizer(model, opts: LoopOptions):
     return make_optimizer(opts.optimizer, model.params, lr=opts.lr)
 
 
-def _global_norm(grads: dict) -> float:
-    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
-
-
 def _clip(grads: dict, max_norm: float) -> float:
-    return clip_grad_norm(grads, max_norm) if max_norm > 0 else _global_norm(grads)
+    return clip_grad_norm(grads, max_norm) if max_norm > 0 else global_norm(grads)
 
 
 # ----------------------------------------------------------------------------- the loop
