@@ -119,20 +119,27 @@ def test_a_run_stored_before_threads_were_stored_still_resumes(capsys, tmp_path)
     assert code == 0, err
 
 
+_THREADS_PROBE = """
+import json
+import numpy
+from threadpoolctl import threadpool_info
+from nprnn.app import cli
+def counts():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+own = counts()  # a fresh process: the library's own count
+cli.set_blas_threads(1)
+one = counts()
+cli.set_blas_threads(0)
+print(json.dumps([own, one, counts()]))
+"""
+
+
 def test_blas_threads_zero_restores_the_librarys_own_count():
-    from threadpoolctl import threadpool_info
-
-    def counts():
-        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-
-    before = counts()
-    try:
-        cli.set_blas_threads(1)
-        assert set(counts()) == {1}
-        cli.set_blas_threads(0)
-        assert counts() == [max(cli._blas_default)] * len(before)
-    finally:
-        cli.set_blas_threads(1)  # as the CLI leaves it
+    probe = [sys.executable, "-c", _THREADS_PROBE]
+    own, one, back = json.loads(subprocess.run(probe, capture_output=True, text=True,
+                                               check=True).stdout)  # fmt: skip
+    assert own and set(one) == {1}
+    assert back == own
 
 
 _HEAP_PROBE = """

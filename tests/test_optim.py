@@ -378,6 +378,16 @@ def test_clip_grad_norm_exact_and_nonfinite():
         clip_grad_norm(g, 0.0)
 
 
+def test_the_unclipped_norm_is_summed_in_float64():
+    # the trainer's norm at --clip 0 (its divergence check): float32 squares of 1e20
+    # overflow, the float64 sum does not
+    from nprnn.app.train import _clip
+
+    g = {"a": np.full(4, 1e20, dtype=np.float32), "b": np.full(5, 1e20, dtype=np.float32)}
+    assert _clip(g, 0.0) == pytest.approx(3e20, rel=1e-7)
+    np.testing.assert_array_equal(g["a"], np.float32(1e20))  # not clipped
+
+
 @pytest.mark.parametrize(
     "grads,exc,match",
     [

@@ -54,8 +54,7 @@ def clip_grad_norm(grads, max_norm: float) -> float:
                 "writable copy (np.array(g))"
             )
     max_norm = real_in_range("max_norm", max_norm, low=0, low_open=True)
-    total = _sum_squares(grads)
-    norm = math.sqrt(total)
+    norm = global_norm(grads)
     if not math.isfinite(norm):
         return norm
     coef = max_norm / (norm + 1e-6)
@@ -65,8 +64,9 @@ def clip_grad_norm(grads, max_norm: float) -> float:
     return norm
 
 
-def _sum_squares(grads: Mapping) -> float:
-    """``sum_k ||g_k||²`` in float64."""
+def global_norm(grads: Mapping) -> float:
+    """``sqrt(sum_k ||g_k||²)`` of a mapping of gradient arrays, in float64, unchecked
+    (:func:`clip_grad_norm` without the clipping)."""
     total = 0.0
     chunk = None
     device_sums = []  # CuPy: float64 sums left on the device, one transfer at the end
@@ -77,24 +77,18 @@ def _sum_squares(grads: Mapping) -> float:
             f64 = flat.astype(xp.float64)
             device_sums.append(xp.dot(f64, f64))
             continue
-        if g.dtype != np.float64 and chunk is None:
+        if g.dtype == np.float64:
+            total += float(np.dot(flat, flat))
+            continue
+        if chunk is None:
             chunk = np.empty(_CHUNK, dtype=np.float64)
-        for i in range(0, flat.size, _CHUNK):
-            if g.dtype == np.float64:
-                c = flat[i : i + _CHUNK]
-            else:  # float64 sums without a full-size copy
-                c = chunk[: min(_CHUNK, flat.size - i)]
-                c[...] = flat[i : i + _CHUNK]
+        for i in range(0, flat.size, _CHUNK):  # float64 sums without a full-size copy
+            c = chunk[: min(_CHUNK, flat.size - i)]
+            c[...] = flat[i : i + _CHUNK]
             total += float(np.dot(c, c))
     if device_sums:
         total += float(sum(device_sums))  # one device-to-host copy of the norm per call
-    return total
-
-
-def global_norm(grads: Mapping) -> float:
-    """``sqrt(sum_k ||g_k||²)`` of a mapping of gradient arrays, in float64, unchecked
-    (:func:`clip_grad_norm` without the clipping)."""
-    return math.sqrt(_sum_squares(grads))
+    return math.sqrt(total)
 
 
 clip_grad_norm_ = clip_grad_norm
