@@ -18,9 +18,10 @@ Runs, one after the other (never at the same time):
 The held-out loss is the one ``nprnn eval`` reports: mean cross-entropy in nats per
 predicted token over the validation lines, each line read as <bos>+chars -> chars+<eos>
 (stream mode: the last --val-fraction of the text, scored as the trainer scores it).
-nprnn runs at the CLI's default, one BLAS thread (``--threads 1``; ``--nprnn-threads``
-to change it); torch at one thread
-too (``torch.set_num_threads(1)``), or at its own default with ``--torch-threads 0``.
+nprnn runs at the CLI's defaults: one BLAS thread per process (``--threads 1``;
+``--nprnn-threads`` to change it) and one process per core with at least 16 rows of
+the batch each (``--procs 0``; ``--nprnn-procs 1`` for one process); torch at one
+thread (``torch.set_num_threads(1)``), or at its own default with ``--torch-threads 0``.
 
 Prints ONE JSON object: nprnn_val_loss, torch_val_loss (both at the last step),
 loss_ratio (nprnn / torch), the best-checkpoint losses, nprnn_wall_s (whole CLI run),
@@ -96,6 +97,11 @@ def parse_args(argv=None):
         "--nprnn-threads", type=int, default=1,
         help="nprnn train --threads (1: the CLI's default; 0: the BLAS library's default)",
     )  # fmt: skip
+    p.add_argument(
+        "--nprnn-procs", type=int, default=0,
+        help="nprnn train --procs (0: the CLI's default, one process per core with at "
+        "least 16 rows each; 1: one process)",
+    )  # fmt: skip
     p.add_argument("--skip-nprnn", action="store_true", help="torch side only (its figures alone)")
     return p.parse_args(argv)
 
@@ -158,6 +164,7 @@ def run_nprnn(args, val, out: Path):
         "--eval-every", str(args.eval_every), "--patience", str(args.patience),
         "--val-fraction", repr(args.val_fraction), "--seed", str(args.seed),
         "--out", str(out), "--quiet", "--threads", str(args.nprnn_threads),
+        "--procs", str(args.nprnn_procs),
     ]  # fmt: skip
     if args.data is not None:
         cmd[4:4] = ["--data", str(args.data)]
@@ -169,7 +176,8 @@ def run_nprnn(args, val, out: Path):
     if proc.returncode != 0:
         sys.exit(f"nprnn train failed ({proc.returncode}): {proc.stderr.strip()}")
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if x.strip()]
-    res = {"cmd": " ".join(cmd[1:]), "wall_s": wall, "log": log}
+    procs = json.loads((out / "config.json").read_text())["train"]["procs"]
+    res = {"cmd": " ".join(cmd[1:]), "wall_s": wall, "log": log, "procs": procs}
     if args.mode == "lines":  # nprnn eval on the held-out lines, as a user would
         val_file = out.parent / "val.txt"
         val_file.write_text("".join(ln + "\n" for ln in val), encoding="utf-8")
@@ -372,6 +380,7 @@ def main(argv=None) -> int:
             "n_train": len(train),
             "n_val": len(val),
             "threads": args.nprnn_threads,
+            "procs": nres and nres["procs"],
             "torch_threads": tres["threads"],
             "loadavg_1min_at_start": load,
             "torch": tres["version"],

@@ -60,3 +60,32 @@ def pytest_runtest_makereport(item, call):
         if why:
             rep.outcome = "failed"
             rep.longrepr = f"skipped for want of {why}: {rep.longrepr}"
+
+
+# ----------------------------------------------------------------------------- shared data
+# Small texts for the data-parallel runs (tests/test_mpi_train.py, tests/test_local_train.py).
+
+
+@pytest.fixture(scope="session")
+def stream_text(tmp_path_factory):
+    """600 words of a small vocabulary, for stream mode."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    words = ["to", "be", "or", "not", "that", "is", "the", "question", "\n"]
+    path = tmp_path_factory.mktemp("data") / "stream.txt"
+    path.write_text(" ".join(rng.choice(words, 600)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def short_lines(tmp_path_factory):
+    """24 lines, 21 of them for training at --val-fraction 0.15: the last batch of an
+    epoch at --batch-size 4 holds one line, so one of 2 processes has no rows in it."""
+    import numpy as np
+
+    rng = np.random.default_rng(6)
+    path = tmp_path_factory.mktemp("data") / "lines.txt"
+    abc = list("abcdefgh")
+    path.write_text("\n".join("".join(rng.choice(abc, rng.integers(2, 12))) for _ in range(24)))
+    return path

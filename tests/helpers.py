@@ -13,6 +13,13 @@ with random upstream gradients R (T, B, H), S and U (B, H).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
 import numpy as np
 
 from nprnn import functional as F
@@ -226,3 +233,61 @@ def torch_reference(cell, p, R, S, *, lengths=None, reverse=False):
         tuple(s.detach().numpy() for s in states),
         {k: grads[k] for k in p},
     )
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def command_env() -> dict:
+    """This environment for a command a test starts: one BLAS thread, and none of the
+    MPI launcher's variables (so a plain command is not taken for an MPI rank)."""
+    import nprnn.distributed as dist
+
+    env = {k: v for k, v in os.environ.items() if k not in dist._LAUNCHER_VARS}
+    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
+    return env
+
+
+def start_group(cmd) -> subprocess.Popen:
+    """``cmd`` started in its own session, so that its whole process group (MPI ranks,
+    ``--procs`` workers) can be killed."""
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=command_env(), start_new_session=True)  # fmt: skip
+
+
+def run_group(cmd, *, timeout=120) -> subprocess.CompletedProcess:
+    """``cmd`` run to its end; its whole process group is killed on a timeout."""
+    proc = start_group(cmd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def logging_group(cmd, out, evaluations: int):
+    """``cmd`` (a training command writing the run ``out``) started with
+    :func:`start_group`, yielded once ``out``'s log holds ``evaluations`` lines (failing
+    after 60 s, or if it ends first). Whatever of its process group still runs when the
+    block ends is killed."""
+    proc = start_group(cmd)
+    log = Path(out) / "log.jsonl"
+
+    def logged() -> int:
+        return sum(1 for x in log.read_text().splitlines() if x) if log.exists() else 0
+
+    try:
+        deadline = time.monotonic() + 60
+        while logged() < evaluations:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.02)
+        yield proc
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()

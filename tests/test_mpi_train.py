@@ -9,7 +9,6 @@ timeout kills the whole process group. The MPI tests skip only where mpi4py is a
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -23,8 +22,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-import nprnn.distributed as dist
-from helpers import rel_err
+from helpers import logging_group, rel_err, run_group, start_group
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
@@ -38,12 +36,6 @@ pytestmark = mpi
 TINY = ["--hidden", "12", "--threads", "1", "--warmup", "0", "--quiet"]
 
 
-def _env():
-    env = {k: v for k, v in os.environ.items() if k not in dist._LAUNCHER_VARS}
-    env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
-    return env
-
-
 def _cmd(n: int, args, script=None):
     prog = [sys.executable, str(script)] if script else [sys.executable, "-m", "nprnn"]
     if n == 0:  # one plain process, no MPI at all
@@ -52,44 +44,17 @@ def _cmd(n: int, args, script=None):
 
 
 def _start(n: int, args, script=None) -> subprocess.Popen:
-    """The job, started in its own session (so its whole process group can be killed)."""
-    return subprocess.Popen(
-        _cmd(n, args, script),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=_env(),
-        start_new_session=True,
-    )
+    return start_group(_cmd(n, args, script))
 
 
 def _run(n: int, args, *, timeout=120, script=None):
-    """Run the job to its end; the whole process group is killed on a timeout."""
-    proc = _start(n, args, script)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return run_group(_cmd(n, args, script), timeout=timeout)
 
 
-@contextlib.contextmanager
 def _two_ranks_logging(out: Path, args, evaluations: int):
     """``mpiexec -n 2 nprnn ARGS``, yielded once ``out``'s log holds ``evaluations``
-    lines (failing after 60 s or if the job ends first); the process group is killed
-    if it is still running when the block ends."""
-    proc = _start(2, args)
-    try:
-        deadline = time.monotonic() + 60
-        while not ((out / "log.jsonl").exists() and len(_log(out)) >= evaluations):
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.02)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    lines; the process group is killed if it is still running when the block ends."""
+    return logging_group(_cmd(2, args), out, evaluations)
 
 
 def _weights(run: Path) -> dict:
@@ -109,26 +74,6 @@ def _train(n, out, *args, timeout=120):
     proc = _run(n, ["train", "--out", str(out), *args], timeout=timeout)
     assert proc.returncode == 0, proc.stderr
     return proc
-
-
-@pytest.fixture(scope="module")
-def stream_text(tmp_path_factory):
-    rng = np.random.default_rng(5)
-    words = ["to", "be", "or", "not", "that", "is", "the", "question", "\n"]
-    path = tmp_path_factory.mktemp("data") / "stream.txt"
-    path.write_text(" ".join(rng.choice(words, 600)))
-    return path
-
-
-@pytest.fixture(scope="module")
-def short_lines(tmp_path_factory):
-    """21 lines: with --batch-size 4 the last batch of an epoch holds one line, so one
-    of the 2 ranks has no rows in it."""
-    rng = np.random.default_rng(6)
-    path = tmp_path_factory.mktemp("data") / "lines.txt"
-    abc = list("abcdefgh")
-    path.write_text("\n".join("".join(rng.choice(abc, rng.integers(2, 12))) for _ in range(24)))
-    return path
 
 
 # ----------------------------------------------------------------------------- equivalence

@@ -18,7 +18,7 @@ import sys
 
 from . import options as O
 from .declare import parse
-from .errors import AppError, CheckpointError, UsageError
+from .errors import AppError, CheckpointError, UsageError, WorkerFailed
 
 __all__ = ["main", "set_blas_threads", "keep_freed_memory", "COMMANDS"]
 
@@ -227,17 +227,28 @@ def main(argv=None) -> int:
         return handler(opts, given)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
-    except KeyboardInterrupt:  # outside the training loop (which handles its own)
-        return _report("interrupted", EXIT_INTERRUPTED)
-    except MemoryError as e:  # a model or batch too large for this machine
+    except WorkerFailed as e:  # --procs N: a worker's own line and status
+        return _report(e.line, e.status)
+    except (KeyboardInterrupt, MemoryError, AppError, ValueError, TypeError, OSError) as e:
+        return _report(*describe(e))
+
+
+def describe(e: BaseException) -> tuple[str, int] | None:
+    """``(line, exit status)`` of an error the CLI reports in one line, or None for one
+    it does not expect (a bug: its traceback is shown). Used by :func:`main`, and by a
+    ``--procs`` worker (:mod:`.local`) to report its error as one process would."""
+    if isinstance(e, KeyboardInterrupt):  # outside the training loop (which has its own)
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(e, MemoryError):  # a model or batch too large for this machine
         detail = f" ({' '.join(str(e).split())})" if str(e) else ""
-        return _report(
+        return (
             f"error: out of memory{detail} — use a smaller model or batch (--hidden, "
             "--layers, --batch-size, --seq-len, --n)",
             EXIT_USAGE,
         )
-    except (AppError, ValueError, TypeError, OSError) as e:
-        return _report(f"error: {_render(e)}", EXIT_USAGE)
+    if isinstance(e, (AppError, ValueError, TypeError, OSError)):
+        return f"error: {_render(e)}", EXIT_USAGE
+    return None
 
 
 def use_cuda() -> None:

@@ -10,6 +10,7 @@ classifier and the tasks.
 
 Under ``mpiexec -n N`` (:mod:`.mpi`) every rank runs this; the ranks agree that the
 setup succeeded everywhere before training, and only rank 0 writes ``--out`` and prints.
+With ``--procs N`` (:mod:`.local`) the setup runs once, and the loop in N processes.
 
 Exit statuses (:func:`exit_status`): 0 done or stopped early; 3 diverged; 130
 interrupted (a checkpoint of the current step is saved).
@@ -24,6 +25,7 @@ from . import options as O
 from .declare import merge_resumed
 from .errors import CheckpointError, UsageError
 from .load import Loaded, read_run
+from .local import resolve_procs
 from .mpi import make_parallel
 from .runs import RunDir, refresh_copies
 from .train import LoopOptions, Trainer, TrainResult
@@ -123,6 +125,7 @@ def train(opts, given: set, *, kind: str, out: str, build, resume_hint: str):
                 from .cli import set_blas_threads
 
                 set_blas_threads(opts.threads)
+        parallel = resolve_procs(opts, given, parallel)  # --procs N > 1: N local processes
         parallel.check_batch_size(opts.batch_size)  # the run's own when resuming
         resolve_warmup(opts, given, prev is not None)
         built = build(opts, prev)

@@ -138,6 +138,7 @@ def option(
     required=False,
     repeat=False,
     missing_ok=False,
+    before=None,
 ):
     """A dataclass field declaring one option (see the module docstring).
 
@@ -146,7 +147,8 @@ def option(
     to the name). ``modes``: the ``--mode`` values it applies to (given in another mode
     it is an error). ``shown``: the default as help prints it (when it is computed).
     ``repeat``: may be given several times (a list). ``missing_ok``: a stored option
-    that configs written before it was stored lack (they take the default).
+    that configs written before it was stored lack (they take the default, or
+    ``before``: the value such runs had, when it is not the default).
     """
     assert resume in RESUME, resume
     meta = dict(
@@ -165,6 +167,7 @@ def option(
         required=required,
         repeat=repeat,
         missing_ok=missing_ok,
+        before=before,
     )
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
@@ -327,6 +330,9 @@ def merge_resumed(opts, given: set, cfg: dict) -> None:
         if m["resume"] not in ("fixed", "may change"):
             continue
         have = _lookup(cfg, f)
+        if have is MISSING and m["before"] is not None and f.name not in given:
+            setattr(opts, f.name, m["before"])  # a run from before the option was stored
+            continue
         if have is MISSING or (have is None and m["modes"] is not None):
             continue  # (an option of another mode than the run's: check_modes tells)
         if f.name in given:

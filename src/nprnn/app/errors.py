@@ -15,7 +15,7 @@ All are ``ValueError`` subclasses, so ``except ValueError`` still catches them.
 
 from __future__ import annotations
 
-__all__ = ["AppError", "DataError", "CheckpointError", "UsageError", "what_of"]
+__all__ = ["AppError", "DataError", "CheckpointError", "UsageError", "WorkerFailed", "what_of"]
 
 
 class AppError(ValueError):
@@ -45,6 +45,15 @@ class CheckpointError(AppError):
 
 class UsageError(AppError):
     """A command line that cannot be carried out (options, an occupied ``--out``, ...)."""
+
+
+class WorkerFailed(AppError):
+    """A ``--procs`` worker failed or died (:mod:`.local`): ``line`` is what the CLI
+    prints, naming the process, and ``status`` its exit status."""
+
+    def __init__(self, line: str, status: int):
+        super().__init__(line)
+        self.line, self.status = self.what, status
 
 
 def what_of(e: BaseException) -> str:

@@ -74,6 +74,23 @@ def threads(*, stored=False):
     )
 
 
+def procs():
+    """Stored like ``threads``: the count changes the last bits (summation order)."""
+    return option(
+        0,
+        "processes that train together on this machine, each on --batch-size/N rows of "
+        "every batch, the gradients averaged in shared memory (Linux); 0: one per usable "
+        "core with at least 16 rows each. A resume takes the run's, and another value "
+        "changes the last bits",
+        type=NONNEG_INT,
+        metavar="N",
+        resume="may change",
+        store="train",
+        missing_ok=True,
+        before=1,  # runs from before --procs trained in one process
+    )
+
+
 def checkpoint():
     return option(
         "best",
@@ -190,9 +207,11 @@ class TrainLM:
     last good checkpoint is kept, resume with a lower --lr); 130 interrupted by Ctrl-C (a
     checkpoint of the current step is saved; continue with --resume).
 
-    data-parallel: mpiexec -n N nprnn train ... (pip install 'nprnn[mpi]') splits every
-    batch of --batch-size over the N ranks (it must be divisible by N) and gives the
-    result one process gives; rank 0 writes --out; a failing rank ends the job."""
+    data-parallel: --procs N trains in N processes on this machine (by default one per
+    core); mpiexec -n N nprnn train ... (pip install 'nprnn[mpi]') across machines.
+    Either splits every batch of --batch-size over the N processes (it must be
+    divisible by N) and gives the result one process gives, to float summation order;
+    rank 0 writes --out; a failing process ends the run."""
 
     task: str = option(
         "lm",
@@ -276,6 +295,7 @@ class TrainLM:
     )
     quiet: bool = quiet()
     threads: int = threads(stored=True)
+    procs: int = procs()
     device: str = device()
 
 
@@ -285,7 +305,7 @@ class TrainClassifier:
     names and genders). Prints one JSON line of metrics of the best weights.
 
     exit status as for nprnn train: 0; 2 bad input; 3 diverged; 130 Ctrl-C (a checkpoint
-    is saved; continue with --resume). Under mpiexec -n N as for nprnn train."""
+    is saved; continue with --resume). --procs N and mpiexec -n N as for nprnn train."""
 
     task: str = option("classify", "what to train", choices=("classify",))
     data: str = option(
@@ -339,6 +359,7 @@ class TrainClassifier:
     force: bool = force()
     quiet: bool = quiet("no per-evaluation lines on stderr")
     threads: int = threads(stored=True)
+    procs: int = procs()
 
 
 @dataclass
@@ -369,6 +390,7 @@ class _Task:
     force: bool = force()
     quiet: bool = quiet("no progress lines on stderr")
     threads: int = threads(stored=True)
+    procs: int = procs()
 
 
 @dataclass

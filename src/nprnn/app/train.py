@@ -12,13 +12,15 @@ evaluation. Each step::
     clip, divergence check, lr from the schedule, optimizer step
 
 (1) and (2) are the only places data parallelism needs in a step: :class:`Parallel`
-is the single-process identity; the MPI version (:mod:`.mpi`) splits the batch there
-and averages the gradients (weighted by ``n``, the predictions each process counted)
-with an allreduce that also carries each process's Ctrl-C flag, so that all of them
-stop after the same step (``parallel.should_stop``). Evaluation goes through one call
+is the single-process identity; the data-parallel version (:mod:`.parallel`, over MPI
+or over shared memory with ``--procs N``) splits the batch there and averages the
+gradients (weighted by ``n``, the predictions each process counted) in one collective
+that also carries each process's Ctrl-C flag, so that all of them stop after the same
+step (``parallel.should_stop``). Evaluation goes through one call
 too, ``objective.evaluate(part, parts)`` → totals, then ``parallel.sum_totals``; only
 the process with ``parallel.writes`` writes the run. A checkpoint holds the global
-carried state (``parallel.gather_carry``; ``shard_carry`` on resume).
+carried state (``parallel.gather_carry``); a resume keeps it whole until the loop
+starts, where each process takes its rows (``shard_carry``).
 
 Every ``eval_every`` steps the model is scored, one line goes to ``log.jsonl``, a
 checkpoint is written (atomically) and, when the validation loss improved, the best
@@ -144,6 +146,11 @@ class Parallel:
     def setup_failed(self) -> None:
         """This process's setup raised (the MPI version tells the others)."""
 
+    def run(self, loop):
+        """``loop()``, the training loop, in every process (``--procs N``: rank 0 forks
+        the others here, see :mod:`.local`)."""
+        return loop()
+
     def shard(self, batch, objective: Objective):
         """This process's share of the global ``batch`` (None: no rows of it)."""
         return batch
@@ -223,6 +230,7 @@ class Trainer:
         self.batcher = objective.batcher
         self.step = 0
         self.carry = None
+        self._carry_global = False  # a checkpoint's carried state, until the loop shards it
         self.record = {
             "initial_loss": None,
             "best_val": None,
@@ -246,7 +254,7 @@ class Trainer:
     def state(self):
         """``(trainer_arrays, trainer_state)``: everything resuming needs besides weights."""
         arrays = {f"opt.{k}": v for k, v in self.optimizer.state_arrays().items()}
-        carry = self.parallel.gather_carry(self.carry)  # collective under MPI
+        carry = self.carry if self._carry_global else self.parallel.gather_carry(self.carry)
         if carry is not None:
             parts = carry if isinstance(carry, tuple) else (carry,)
             arrays.update({f"carry.{i}": p for i, p in enumerate(parts)})
@@ -312,7 +320,7 @@ class Trainer:
         self.step = step
         self.model.rng.bit_generator.state = rng_state
         self.record.update(record)
-        self.carry = self.parallel.shard_carry(carry)
+        self.carry, self._carry_global = carry, True  # each process's rows when the loop starts
         self.saved_step = self.step
 
     def save(self, *, best: bool = False) -> None:
@@ -354,7 +362,7 @@ class Trainer:
         main = threading.current_thread() is threading.main_thread()
         old = signal.signal(signal.SIGINT, self._on_sigint) if main else None
         try:
-            return self._loop()
+            return self.parallel.run(self._loop)
         except KeyboardInterrupt:  # raised mid-step: the state in memory may be half-updated
             if self.parallel.size > 1:  # the other processes wait for this one: end the job
                 raise
@@ -373,6 +381,8 @@ class Trainer:
                 message=f"the run is already at step {self.step} of "
                 f"{o.steps}: pass a larger --steps to train on",
             )
+        if self._carry_global:  # in every process (--procs N forks before the loop)
+            self.carry, self._carry_global = self.parallel.shard_carry(self.carry), False
         self._bar = bar = _progress(
             total=o.steps, initial=self.step, disable=o.quiet or not self.parallel.writes
         )

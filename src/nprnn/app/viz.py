@@ -80,9 +80,16 @@ def new_figure(**kw):
 
 
 # run by the plotting child: import matplotlib at once (while the parent trains), then
-# draw the one plot the parent asks for on stdin, answering plot_log's result on stdout
+# draw the one plot the parent asks for on stdin, answering plot_log's result on stdout.
+# At the lowest priority: with --procs N the training processes take every core, and a
+# child competing with one of them would hold back all of them at the next step's
+# exchange; niced, it imports in their idle moments, and at full speed once they end.
 _CHILD = """
-import json, sys
+import json, os, sys
+try:
+    os.nice(19)
+except (AttributeError, OSError):
+    pass
 sys.path.insert(0, sys.argv[1])
 try:
     import matplotlib.figure
