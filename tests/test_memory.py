@@ -73,6 +73,40 @@ def test_params_bytes_counts_weights_grads_buffers_and_checkpoint_copies():
     assert memory.params_bytes(n, itemsize=8, optimizer="sgd") == 8 * n * (3 + 2 * 2)
 
 
+def test_procs_each_hold_the_weights_and_share_the_rows():
+    """--procs N: N copies of the weights, gradients, buffers and per-step temporaries,
+    one batch of activations between them."""
+    n, kw = 5000, dict(cell="lstm", hidden=64, layers=1, T=30, n_params=5000)
+    assert memory.params_bytes(n, procs=3) == 3 * memory.params_bytes(n)
+    each = memory.step_bytes(B=0, **kw)  # what does not scale with the rows
+    assert memory.step_bytes(B=64, procs=3, **kw) == memory.step_bytes(B=64, **kw) + 2 * each
+
+
+def test_the_char_lm_check_counts_its_processes(monkeypatch, tmp_path):
+    """Memory between the estimates for 1 and 2 processes: --procs 1 starts, --procs 2
+    is refused (one line, exit 2, nothing written)."""
+    from nprnn.app import cli, lmcli
+
+    seen = []
+    real = lmcli.check_fits
+
+    def record(need, **kw):
+        seen.append(need)
+        return real(need, **kw)
+
+    monkeypatch.setattr(lmcli, "check_fits", record)
+    monkeypatch.setattr(lmcli, "available_bytes", lambda: 1)  # both refused: their estimates
+    base = ["train", "--steps", "1", "--eval-every", "1", "--samples", "0", "--quiet"]
+    for n in (1, 2):
+        assert cli.main([*base, "--out", str(tmp_path / f"p{n}"), "--procs", str(n)]) == 2
+    one, two = seen[0], seen[-1]
+    assert two > one
+    monkeypatch.setattr(lmcli, "available_bytes", lambda: (one + two) // 2)
+    assert cli.main([*base, "--out", str(tmp_path / "p1b"), "--procs", "1"]) == 0
+    assert cli.main([*base, "--out", str(tmp_path / "p2b"), "--procs", "2"]) == 2
+    assert not (tmp_path / "p2b").exists()
+
+
 def test_check_fits_is_one_line_with_the_fix():
     memory.check_fits(10, what="x", fix="y", available=100)
     with pytest.raises(UsageError) as e:

@@ -44,7 +44,8 @@ def _check_memory(opts, data, vocab_size: int) -> None:
     )
     n_params = sum(math.prod(s) for s in shapes.values())
     item = np.dtype(opts.dtype).itemsize
-    fixed = params_bytes(n_params, itemsize=item, optimizer=opts.optimizer)
+    procs = getattr(opts, "procs", 1) or 1  # resolved before building (commands.train)
+    fixed = params_bytes(n_params, itemsize=item, optimizer=opts.optimizer, procs=procs)
 
     def need(T: int) -> int:
         return fixed + step_bytes(
@@ -56,6 +57,7 @@ def _check_memory(opts, data, vocab_size: int) -> None:
             classes_per_step=vocab_size,
             n_params=n_params,
             itemsize=item,
+            procs=procs,
         )
 
     lines = opts.mode == "lines"

@@ -36,23 +36,28 @@ _BUFFERS = {"sgd": 1, "adam": 2, "adamw": 2, "adagrad": 1, "rmsprop": 3}
 
 def step_bytes(*, cell: str, hidden: int, layers: int, T: int, B: int, input_size: int = 0,
                directions: int = 1, classes_per_step: int = 0, n_params: int = 0,
-               itemsize: int = 4) -> int:  # fmt: skip
+               itemsize: int = 4, procs: int = 1) -> int:  # fmt: skip
     """Estimated peak bytes of the activations of one forward + backward over a batch
     of B sequences of T steps (``classes_per_step``: output classes at every step, 0
     when the output is per sequence), plus the step's temporaries that scale with the
-    ``n_params`` parameters (weight copies, gradient pieces) and a fixed 1 MB."""
+    ``n_params`` parameters (weight copies, gradient pieces) and a fixed 1 MB. With
+    ``procs`` processes (``--procs``) the B rows are shared out, the rest is each one's."""
     G = cell_of(cell).gates  # a cell not measured here: a generous bound from its gates
     first, more = _FIRST.get(cell, 4.0 * (G + 3)), _MORE.get(cell, 2.0 * (G + 3))
     per = directions * hidden * (first + more * (layers - 1))
     per += input_size + _PER_CLASS * classes_per_step
-    return int(MARGIN * itemsize * (T * B * per + _PARAM_TEMPS * n_params)) + 2**20
+    each = int(MARGIN * itemsize * _PARAM_TEMPS * n_params) + 2**20
+    return int(MARGIN * itemsize * T * B * per) + procs * each
 
 
-def params_bytes(n_params: int, *, itemsize: int = 4, optimizer: str = "adam") -> int:
+def params_bytes(n_params: int, *, itemsize: int = 4, optimizer: str = "adam",
+                 procs: int = 1) -> int:  # fmt: skip
     """Resident bytes of the parameters, gradients and optimizer buffers, plus the copies
-    a checkpoint write makes of them (weights, buffers and their serialized bytes)."""
+    a checkpoint write makes of them (weights, buffers and their serialized bytes); in
+    each of ``procs`` processes (a fork shares the data, but every process writes, and
+    so owns, its weights, gradients and buffers)."""
     nb = _BUFFERS.get(optimizer, 3)
-    return int(itemsize * n_params * ((2 + nb) + 2 * (1 + nb)))
+    return procs * int(itemsize * n_params * ((2 + nb) + 2 * (1 + nb)))
 
 
 def _read_int(path: str) -> int | None:

@@ -458,7 +458,8 @@ def _build(opts, prev, task: str):
         1 if task == "adding" else opts.alphabet
     )
     L = opts.T if task == "adding" else 2 * opts.symbols + opts.T + 1
-    need = params_bytes(n_params, optimizer=opts.optimizer) + step_bytes(
+    procs = getattr(opts, "procs", 1) or 1
+    need = params_bytes(n_params, optimizer=opts.optimizer, procs=procs) + step_bytes(
         cell=opts.model,
         hidden=opts.hidden,
         layers=1,
@@ -467,6 +468,7 @@ def _build(opts, prev, task: str):
         input_size=n_in,
         classes_per_step=0 if task == "adding" else opts.alphabet,
         n_params=n_params,
+        procs=procs,
     )
     check_fits(
         need,
