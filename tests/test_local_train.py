@@ -118,6 +118,16 @@ def test_the_carried_state_is_gathered_bit_for_bit():
         assert g.tobytes() == want.tobytes()
 
 
+def test_a_run_leaves_no_file_descriptor_open():
+    """Shared-memory files and doorbells are closed when the run ends (a Python caller
+    may train many times in one process)."""
+    before = set(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        par = LocalParallel(3)
+        assert par.run(lambda par=par: float(par.sum_totals({"loss": (1.0, 2)})["loss"][0])) == 3.0
+    assert set(os.listdir("/proc/self/fd")) - before == set()
+
+
 def test_a_worker_that_raises_in_a_collective_fails_rank_0_with_its_line():
     par = LocalParallel(2)
 

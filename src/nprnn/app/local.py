@@ -66,9 +66,8 @@ __all__ = [
 
 MIN_ROWS = 16
 """``--procs 0`` gives each process at least this many rows of a batch. Measured on the
-default run (docs/guides/speed.md): a step at B = 32 took 0.65× the time of B = 64, and
-one at B = 16 0.5–0.65× that of B = 32, where matrix products with fewer columns pay
-less."""
+default run's step (docs/guides/speed.md): B = 32 took 0.65× the time of B = 64, but
+B = 16 took 0.65–1.0× the time of B = 32, so splitting fewer rows gains little."""
 
 WAIT_S = 0.2
 """How often a waiting process checks that the others are alive (seconds)."""
@@ -174,7 +173,11 @@ class LocalParallel(DataParallel):
         except BaseException:
             ex.stop_workers()
             raise
-        ex.join()
+        else:
+            ex.join()
+        finally:
+            ex.close()
+            self._buf = None  # (a view of a slot)
         return result
 
     def _work(self, rank: int, loop) -> None:
@@ -381,6 +384,16 @@ class Exchange:
         for pid in self.pids.values():
             os.waitpid(pid, 0)
         self.pids.clear()
+
+    def close(self) -> None:
+        """Close this process's files and doorbell ends (the workers are gone by then).
+        The mappings go with the last array viewing them."""
+        for fd in (*self._files, *self._bells[self.rank]):
+            os.close(fd)
+        for r, (_, wr) in enumerate(self._bells):
+            if r != self.rank:
+                os.close(wr)
+        self._head, self._maps, self._files, self._bells = None, [None, None], [], []
 
     def join(self, timeout: float = 30.0) -> None:
         """Reap the workers after the loop (they end with it); a worker that failed
