@@ -12,7 +12,9 @@ names, ``CharLM`` with hidden 128, one LSTM layer, batches of 64 padded lines (l
 buckets, as ``nprnn train`` draws them), Adam (lr 3e-3), global-norm clipping at 1.
 torch runs ``Embedding`` → ``LSTM`` on ``pack_padded_sequence`` → ``Linear`` →
 masked-mean cross-entropy → backward → ``clip_grad_norm_`` → ``Adam.step`` on exactly
-the same batches, from the same initial weights. Reported in milliseconds per step.
+the same batches, from the same initial weights. Reported in milliseconds per step, of
+one process: ``nprnn train`` itself runs ``--procs`` processes, one per core by default;
+``benchmarks/charlm_vs_torch.py`` compares the whole command.
 """
 
 from __future__ import annotations
