@@ -167,6 +167,23 @@ def test_procs_0_is_one_per_core_with_16_rows_each(monkeypatch, cores, batch, th
     assert auto_procs(batch, threads) == want
 
 
+def test_procs_0_is_one_process_where_other_threads_run(monkeypatch):
+    """A notebook's kernel runs threads of its own: no fork of them by default."""
+    import threading
+
+    monkeypatch.setattr(local, "usable_cores", lambda: 2)
+    assert auto_procs(64, 1) == 2
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        assert auto_procs(64, 1) == 1
+    finally:
+        stop.set()
+        t.join()
+    assert auto_procs(64, 1) == 2
+
+
 def test_usable_cores_reads_a_cgroup_quota(tmp_path):
     affinity = len(os.sched_getaffinity(0))
     (tmp_path / "q").write_text("150000 100000\n")

@@ -45,6 +45,7 @@ import os
 import select
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -102,8 +103,12 @@ def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
 def auto_procs(batch_size: int, threads: int) -> int:
     """``--procs 0``: one process per usable core (per ``threads`` cores when each uses
     several BLAS threads; ``threads`` 0, the library's default, takes them all), each
-    with at least :data:`MIN_ROWS` rows, and a count that divides ``batch_size``."""
-    if not supported() or threads == 0:
+    with at least :data:`MIN_ROWS` rows, and a count that divides ``batch_size``.
+
+    1 where this process runs other Python threads (a notebook's kernel calling
+    ``cli.main``): a fork copies their locks in whatever state they are, and Python
+    3.12 warns that the child may deadlock. A ``--procs N`` given is still obeyed."""
+    if not supported() or threads == 0 or threading.active_count() > 1:
         return 1
     limit = min(usable_cores() // threads, batch_size // MIN_ROWS)
     return max(n for n in range(1, max(limit, 1) + 1) if batch_size % n == 0)
