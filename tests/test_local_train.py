@@ -317,8 +317,10 @@ def test_two_processes_equal_mpiexec_n_2_bit_for_bit(case, tmp_path, stream_text
     ]
 
 
-def test_the_default_trains_in_procs_0_processes_and_stores_the_count(tmp_path):
+def test_the_default_trains_in_procs_0_processes_and_stores_the_count(tmp_path, monkeypatch):
     _train(tmp_path / "run", *TINY, "--steps", "3", "--eval-every", "3", "--samples", "0")
+    # the command's process runs no other thread; this test's process might
+    monkeypatch.setattr(local.threading, "active_count", lambda: 1)
     assert _config(tmp_path / "run")["train"]["procs"] == auto_procs(64, 1)
 
 
@@ -376,8 +378,9 @@ def test_ctrl_c_then_resume_is_bit_identical(tmp_path, stream_text):
 
 def test_a_resume_takes_the_runs_procs_and_an_old_run_resumes_in_one(tmp_path, stream_text):
     """A --procs 2 run resumed without --procs continues in 2 processes (bit for bit with
-    a straight run); a run whose config predates --procs continues in one. (No decay:
-    the schedule then does not depend on --steps, so 17 + 23 steps are 40 steps.)"""
+    a straight run); a run whose config predates --procs continues in one; a resume
+    with another --procs continues to summation order. (No decay: the schedule then
+    does not depend on --steps, so 17 + 23 steps are 40 steps.)"""
     for n in (2, 1):
         straight, resumed = tmp_path / f"straight{n}", tmp_path / f"resumed{n}"
         _train(straight, *_stream(stream_text, 40), "--decay", "none", "--procs", str(n))
@@ -389,6 +392,16 @@ def test_a_resume_takes_the_runs_procs_and_an_old_run_resumes_in_one(tmp_path, s
         _train(resumed, *_stream(stream_text, 40), "--resume")
         assert _config(resumed)["train"]["procs"] == n
         _bitwise(_weights(straight), _weights(resumed), f"--procs {n} resumed without --procs")
+    # --procs may change on resume: the checkpoint is one process's (global carried
+    # state), so 2 -> 1 agrees with 2 -> 2 to summation order
+    other = tmp_path / "other"
+    _train(other, *_stream(stream_text, 17), "--decay", "none", "--procs", "2")
+    _train(other, *_stream(stream_text, 40), "--resume", "--procs", "1")
+    assert _config(other)["train"]["procs"] == 1
+    a, b = _weights(tmp_path / "straight2"), _weights(other)
+    err = max(rel_err(a[k], b[k]) for k in a)
+    print(f"resume 2 -> 1 processes: max relative difference {err:.2e}")
+    assert 0 < err <= 1e-12
 
 
 def test_a_batch_the_processes_cannot_share_is_one_usage_error(tmp_path):

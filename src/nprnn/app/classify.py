@@ -207,9 +207,9 @@ def _build(opts, prev, holder: dict):
         directions=2 if opts.bidirectional else 1,
         n_params=n_params,
         itemsize=item,
-        procs=getattr(opts, "procs", 1) or 1,
+        procs=opts.procs,  # resolved before any build (commands.train)
     )
-    need = params_bytes(n_params, itemsize=item, optimizer=opts.optimizer, procs=kw["procs"]) + max(
+    need = params_bytes(n_params, itemsize=item, optimizer=opts.optimizer, procs=opts.procs) + max(
         step_bytes(B=opts.batch_size, **kw), step_bytes(B=EVAL_BATCH, **kw) // 2
     )
     check_fits(

@@ -44,8 +44,7 @@ def _check_memory(opts, data, vocab_size: int) -> None:
     )
     n_params = sum(math.prod(s) for s in shapes.values())
     item = np.dtype(opts.dtype).itemsize
-    procs = getattr(opts, "procs", 1) or 1  # resolved before building (commands.train)
-    fixed = params_bytes(n_params, itemsize=item, optimizer=opts.optimizer, procs=procs)
+    fixed = params_bytes(n_params, itemsize=item, optimizer=opts.optimizer, procs=opts.procs)
 
     def need(T: int) -> int:
         return fixed + step_bytes(
@@ -57,7 +56,7 @@ def _check_memory(opts, data, vocab_size: int) -> None:
             classes_per_step=vocab_size,
             n_params=n_params,
             itemsize=item,
-            procs=procs,
+            procs=opts.procs,  # resolved before any build (commands.train)
         )
 
     lines = opts.mode == "lines"

@@ -458,7 +458,7 @@ def _build(opts, prev, task: str):
         1 if task == "adding" else opts.alphabet
     )
     L = opts.T if task == "adding" else 2 * opts.symbols + opts.T + 1
-    procs = getattr(opts, "procs", 1) or 1
+    procs = opts.procs  # resolved before any build (commands.train)
     need = params_bytes(n_params, optimizer=opts.optimizer, procs=procs) + step_bytes(
         cell=opts.model,
         hidden=opts.hidden,
