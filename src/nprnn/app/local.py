@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError, WorkerFailed
-from .parallel import DataParallel, rows
+from .parallel import DataParallel, rows, summed
 
 __all__ = [
     "LocalParallel",
@@ -230,9 +230,7 @@ class LocalParallel(DataParallel):
         got = self._ex.parts(flat)
         if self.rank != 0:
             return None
-        total = got[0].copy()
-        for g in got[1:]:
-            total += g
+        total = summed(got)
         joined, off = [], 0
         for p, s, k in zip(parts, shapes, sizes, strict=True):
             joined.append(total[off : off + k].view(p.dtype).reshape(s))

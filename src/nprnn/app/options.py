@@ -80,8 +80,9 @@ def procs():
         0,
         "processes that train together on this machine, each on --batch-size/N rows of "
         "every batch, the gradients averaged in shared memory (Linux); 0: one per usable "
-        "core with at least 16 rows each (1 in a process running other threads, such as "
-        "a notebook's). A resume takes the run's, and another value changes the last bits",
+        "core (per --threads cores) with at least 16 rows each (1 with --threads 0, or in "
+        "a process running other threads, such as a notebook's). A resume takes the run's, "
+        "and another value changes the last bits",
         type=NONNEG_INT,
         metavar="N",
         resume="may change",

@@ -30,7 +30,7 @@ import numpy as np
 from .errors import UsageError
 from .train import Parallel
 
-__all__ = ["DataParallel", "GlobalMasks", "rows"]
+__all__ = ["DataParallel", "GlobalMasks", "rows", "summed"]
 
 
 def rows(B: int, n: int, r: int) -> tuple[int, int]:
@@ -39,6 +39,14 @@ def rows(B: int, n: int, r: int) -> tuple[int, int]:
     k, extra = divmod(B, n)
     start = r * k + min(r, extra)
     return start, start + k + (r < extra)
+
+
+def summed(parts: list) -> np.ndarray:
+    """Σ of ``parts`` (what :meth:`DataParallel._parts` returns), added in list order."""
+    total = parts[0].copy()
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 class GlobalMasks:
@@ -160,9 +168,7 @@ class DataParallel(Parallel):
             off += g.size
         buf[n : n + 3] = (w, w * loss if count else 0.0, 1.0 if stop else 0.0)
         parts = self._parts(buf)
-        tail = parts[0][n : n + 3].copy()
-        for p in parts[1:]:
-            tail += p[n : n + 3]
+        tail = summed([p[n : n + 3] for p in parts])
         total = float(tail[0])
         self._stop = bool(tail[2] > 0)
         if total == 0:
@@ -188,10 +194,7 @@ class DataParallel(Parallel):
     def sum_totals(self, totals: dict) -> dict:
         keys = sorted(totals)
         buf = np.array([v for k in keys for v in totals[k]], dtype=np.float64)
-        parts = self._parts(buf)
-        out = parts[0].copy()
-        for p in parts[1:]:
-            out += p
+        out = summed(self._parts(buf))
         return {k: (float(out[2 * i]), int(round(out[2 * i + 1]))) for i, k in enumerate(keys)}
 
     def shard_carry(self, carry):
