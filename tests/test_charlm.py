@@ -333,6 +333,26 @@ def test_one_row_draws_are_the_general_draws():
         assert _draw(z, 0.01, None, [], np.random.default_rng(0))[0] in (0, 1, 2)
 
 
+def test_generation_reads_the_underflow_setting_between_pieces():
+    """generate reads NumPy's underflow setting after each piece it yields (the caller's
+    code runs only then): under errstate(under="raise") entered between pieces, the
+    draws that underflow (a tiny temperature) take the general path, and the text is
+    the text of a run that never raised."""
+    vocab = _vocab(lines_mode=False)
+    lm = CharLM(len(vocab), hidden=8, rng=0)
+    lm.head.params["weight"][...] *= 50  # logits far apart: exp((z - max z) / T) underflows
+    want = lm.sample(vocab, n=40, temperature=1e-3, rng=7, mode="stream")
+    pieces = lm.generate(vocab, n=40, temperature=1e-3, rng=7, mode="stream", chunk=5)
+    got = [next(pieces)]
+    with np.errstate(under="raise"):
+        got += list(pieces)
+    assert "".join(got) == want
+    with np.errstate(under="raise"):  # the one-row path itself would raise here
+        z = lm.logits(np.array([[1]]))[0][-1, 0].astype(np.float64) / 1e-3
+        with pytest.raises(FloatingPointError):
+            np.exp(z - z.max())
+
+
 @pytest.mark.parametrize("model", ["lstm", "gru"])
 def test_embedded_path_equals_the_plain_composition(model):
     """With fewer characters than (step, row) pairs CharLM runs the first layer on the
