@@ -85,3 +85,18 @@ def test_torch_train_workload_does_the_same_work():
     assert min(float(np.abs(sd[k] - init[k]).max()) for k in sd) > 1e-3  # both trained
     for k, v in sd.items():
         np.testing.assert_allclose(v, got[k], rtol=0, atol=2e-5, err_msg=k)
+
+
+def test_procs_train_workload_trains_what_one_process_trains():
+    """The --procs row steps as nprnn train --procs 2 does: each process its rows of every
+    batch, the gradients averaged over both; after three steps rank 0's model holds what
+    one process trains on whole batches (float64: summation order apart)."""
+    model, opt, batches = benchwork._train_setup(3, np.float64)
+    twin, twin_opt, _ = benchwork._train_setup(3, np.float64)
+    init = model.state_dict()
+    benchwork._ours(model, opt, batches)()
+    benchwork._ours_procs(twin, twin_opt, batches, 2)()
+    want, got = model.state_dict(), twin.state_dict()
+    assert min(float(np.abs(want[k] - init[k]).max()) for k in want) > 1e-3  # both trained
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-12, err_msg=k)

@@ -20,7 +20,8 @@ side by side in the same run:
 
 Then the workloads users spend their time on (:mod:`nprnn.app.benchwork`): generating
 characters one at a time from a 2×256 stream LSTM (B = 1), and the char-LM training
-step at the CLI's default shape, each against torch doing the same work in the same run.
+step at the CLI's default shape, in one process and in the ``--procs`` processes
+``nprnn train`` uses by default, each against torch doing the same work in the same run.
 The header names the backend and the BLAS that ran.
 
 FLOPs are counted as 6·G·H·(F+H)·B per step (G, the cell's gates: 4 LSTM, 3 GRU, 1 RNN):
@@ -415,6 +416,7 @@ def cmd_bench(args, given=()) -> int:
 
         work = [fn(repeat=max(1, min(args.repeat, 3)), torch_=not args.no_torch)
                 for fn in benchwork.WORKLOADS.values()]  # fmt: skip
+        work = [row for row in work if row is not None]
     try:
         import torch
 

@@ -12,9 +12,12 @@ names, ``CharLM`` with hidden 128, one LSTM layer, batches of 64 padded lines (l
 buckets, as ``nprnn train`` draws them), Adam (lr 3e-3), global-norm clipping at 1.
 torch runs ``Embedding`` → ``LSTM`` on ``pack_padded_sequence`` → ``Linear`` →
 masked-mean cross-entropy → backward → ``clip_grad_norm_`` → ``Adam.step`` on exactly
-the same batches, from the same initial weights. Reported in milliseconds per step, of
-one process: ``nprnn train`` itself runs ``--procs`` processes, one per core by default;
-``benchmarks/charlm_vs_torch.py`` compares the whole command.
+the same batches, from the same initial weights. Reported in milliseconds per step: once
+in one process (at the bench's BLAS threads), and once the way ``nprnn train`` runs it
+by default, ``--procs N`` processes of one BLAS thread each (N from
+:func:`.local.auto_procs`, a row only where N > 1), each taking its rows of every batch
+and meeting once a step to average the gradients (:mod:`.parallel`), forks and joins
+included. ``benchmarks/charlm_vs_torch.py`` compares the whole command.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from .charlm import CharLM
 from .lm import BUNDLED, bundled_path
 from .text import Vocab
 
-__all__ = ["generation", "train_step", "torch_twin", "WORKLOADS"]
+__all__ = ["generation", "train_step", "train_step_procs", "torch_twin", "WORKLOADS"]
 
 GEN = {"vocab": 65, "hidden": 256, "layers": 2}
 TRAIN = {"hidden": 128, "layers": 1, "batch_size": 64, "lr": 3e-3, "clip": 1.0}
@@ -98,13 +101,13 @@ def _names():
         return [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln]
 
 
-def _train_setup(steps: int):
+def _train_setup(steps: int, dtype=np.float32):
     """The model, its bound Adam and ``steps`` batches of the bundled names."""
     lines = _names()
     vocab = Vocab.build(lines, lines_mode=True)
     batcher = LinesBatcher(lines, vocab, batch_size=TRAIN["batch_size"], rng=0)
     batches = [batcher.next_batch() for _ in range(steps)]
-    model = CharLM(len(vocab), hidden=TRAIN["hidden"], layers=TRAIN["layers"], rng=0)
+    model = CharLM(len(vocab), hidden=TRAIN["hidden"], layers=TRAIN["layers"], dtype=dtype, rng=0)
     return model, nprnn.optim.Adam(model, lr=TRAIN["lr"]), batches
 
 
@@ -117,6 +120,37 @@ def _ours(model, opt, batches):
             opt.zero_grad()
 
     return run
+
+
+class _Rows:
+    """What :meth:`.parallel.DataParallel.shard` asks of an objective: the batch axis of
+    each array of a batch (inputs, targets, mask: all (T, B))."""
+
+    @staticmethod
+    def batch_axes(batch) -> tuple:
+        return (1, 1, 1)
+
+
+def _ours_procs(model, opt, batches, procs: int):
+    """:func:`_ours` in ``procs`` processes, as ``nprnn train --procs`` steps: each process
+    takes its rows of every batch, the gradients are averaged over all of them, and then
+    every process clips and steps alike (rank 0's model ends with the result)."""
+    from .local import LocalParallel  # noqa: PLC0415
+
+    par = LocalParallel(procs)
+    par.check_batch_size(TRAIN["batch_size"])
+    par.setup_done(model)
+
+    def loop():
+        for batch in batches:
+            inputs, targets, mask = par.shard(batch, _Rows)
+            loss, _ = model.loss_and_grad(inputs, targets, mask)
+            par.average_gradients(model.grads, loss, int(np.count_nonzero(mask)))
+            nprnn.optim.clip_grad_norm(model, TRAIN["clip"])
+            opt.step()
+            opt.zero_grad()
+
+    return lambda: par.run(loop)
 
 
 def _theirs(torch, model, batches):
@@ -145,12 +179,21 @@ def _theirs(torch, model, batches):
     return run, (emb, rnn, head)
 
 
-def train_step(*, steps: int = 60, repeat: int = 3, torch_: bool = True) -> dict:
-    """Milliseconds per training step of nprnn's and torch's char-LM (see the module doc)."""
+def train_step(*, steps: int = 60, repeat: int = 3, torch_: bool = True, procs: int = 1) -> dict:
+    """Milliseconds per training step of nprnn's and torch's char-LM (see the module doc);
+    ``procs`` > 1: nprnn's step in that many processes of one BLAS thread each."""
     model, opt, batches = _train_setup(steps)
     init = model.state_dict()
-    row = {"workload": "char-LM train step, names, H = 128, B = 64", "unit": "ms/step"}
-    row["nprnn"] = _timed(_ours(model, opt, batches), repeat) / steps * 1e3
+    name = "char-LM train step, names, H = 128, B = 64"
+    if procs > 1:
+        name += f", --procs {procs} × 1 thread"
+        from threadpoolctl import threadpool_limits  # noqa: PLC0415
+
+        with threadpool_limits(1):
+            ms = _timed(_ours_procs(model, opt, batches, procs), repeat) / steps * 1e3
+    else:
+        ms = _timed(_ours(model, opt, batches), repeat) / steps * 1e3
+    row = {"workload": name, "unit": "ms/step", "nprnn": ms}
     torch = _torch() if torch_ else None
     row["torch"] = None
     if torch is not None:
@@ -170,4 +213,16 @@ def _timed(fn, repeat) -> float:
     return _median(times)
 
 
-WORKLOADS = {"generate": generation, "train": train_step}
+def train_step_procs(*, steps: int = 60, repeat: int = 3, torch_: bool = True):
+    """:func:`train_step` in the processes ``nprnn train`` uses by default, or None where
+    that is one process (one usable core, or no ``fork``)."""
+    from .local import auto_procs  # noqa: PLC0415
+
+    procs = auto_procs(TRAIN["batch_size"], 1)
+    if procs == 1:
+        return None
+    return train_step(steps=steps, repeat=repeat, torch_=torch_, procs=procs)
+
+
+WORKLOADS = {"generate": generation, "train": train_step, "train_procs": train_step_procs}
+"""Each returns a row of the workload table, or None (no such row on this machine)."""
