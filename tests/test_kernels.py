@@ -199,6 +199,18 @@ def test_cupy_backend_python_side_on_the_host(monkeypatch):
         np.testing.assert_array_equal(got_b[0], ref_b[0])
         for k in ref_b[2]:
             np.testing.assert_allclose(got_b[2][k], ref_b[2][k], rtol=1e-15, atol=0)
+        # an embedded input: the shim gathers all steps at once, NumPy step by step
+        T, B, F = x.shape
+        table = x.reshape(T * B, F)[:5]  # (V, F)
+        ids = np.random.default_rng(3).integers(0, 5, (T, B))
+        monkeypatch.setattr(backends, "_current", NumpyBackend())
+        ref = driver.forward(c, table, states, w, pad, True, ids=ids)
+        ref_b = driver.backward(ref[2], dout, dstates)
+        monkeypatch.setattr(backends, "_current", shim)
+        got = driver.forward(c, table, states, w, pad, True, ids=ids)
+        got_b = driver.backward(got[2], dout, dstates)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got_b[0], ref_b[0])
 
 
 def test_cupy_backend_without_cupy_is_a_clear_error():

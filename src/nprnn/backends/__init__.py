@@ -14,6 +14,9 @@ backend is any object with these members:
 ``kernel(cell)``       the element-wise step object for a registered cell
                        (:mod:`nprnn.kernels.fast`'s, a fused one, or None: the driver
                        then runs the cell's reference steps)
+``gather_per_step``    whether the driver gathers an embedded input's projected
+                       columns step by step (the host: each step's block in cache) or
+                       all at once (a device: one kernel launch instead of T)
 ``flush_subnormals(carried, chunk)``
                        zero gradients about to turn subnormal; returns whether they are
                        near that range (see :meth:`NumpyBackend.flush_subnormals`)

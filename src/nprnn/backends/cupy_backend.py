@@ -23,6 +23,7 @@ __all__ = ["CupyBackend"]
 class CupyBackend:
     name = "cupy"
     device = "cuda"
+    gather_per_step = False  # one kernel launch for all steps' embedded input
 
     def __init__(self, xp=None, *, fused: bool = True):
         if xp is None:

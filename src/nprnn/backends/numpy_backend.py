@@ -20,6 +20,7 @@ class NumpyBackend:
     name = "numpy"
     device = "cpu"
     xp = np
+    gather_per_step = True  # see nprnn.backends: a step adds its block while in cache
 
     def kernel(self, cell):
         return cell.kernel  # the element-wise steps of nprnn.kernels.fast, on NumPy

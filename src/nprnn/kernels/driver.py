@@ -131,11 +131,12 @@ def _projected_steps(be, x, w_ih, bias, reverse, ids=None):
 
 def _gathered_steps(be, table, w_ih, bias, reverse, ids):
     """:func:`_projected_steps` for an embedded input: xp_t = P[:, ids[t]], with
-    P = W_ih tableᵀ + b computed once and gathered step by step, each xp_t contiguous
-    (G·H, B) and still in cache when the step adds it. One gather of all T·B columns
-    made the step read B-wide column blocks T·B apart: 4-12% slower forwards at
-    (T, B) = (64, 16)..(100, 64), 1-2% at T = 8. (``take`` without ``out``: with it,
-    NumPy buffers the result and copies it over, 2.6x the time at (512, 576).)"""
+    P = W_ih tableᵀ + b computed once. On the host (``be.gather_per_step``) P is gathered
+    step by step, each xp_t contiguous (G·H, B) and still in cache when the step adds it:
+    one gather of all T·B columns made the step read B-wide column blocks T·B apart,
+    4-12% slower forwards at (T, B) = (64, 16)..(100, 64), 1-2% at T = 8. A device
+    gathers once (one kernel launch, not T). (``take`` without ``out``: with it, NumPy
+    buffers the result and copies it over, 2.6x the time at (512, 576).)"""
     xp = be.xp
     T, B = ids.shape
     G, V = w_ih.shape[0], table.shape[0]
@@ -146,15 +147,19 @@ def _gathered_steps(be, table, w_ih, bias, reverse, ids):
             P += bias
         proj = xp.take(P, ids[:, 0], axis=0)  # (T, G)
         steps = [proj[t, :, None] for t in range(T)]
-        for t, prev, nxt in _slots(T, reverse):
-            yield t, prev, nxt, steps[t]
-        return
-    P = be.empty((G, V), table.dtype)
-    be.matmul(w_ih, table.T, out=P)
-    if bias is not None:
-        P += xp.reshape(bias, (G, 1))
+    else:
+        P = be.empty((G, V), table.dtype)
+        be.matmul(w_ih, table.T, out=P)
+        if bias is not None:
+            P += xp.reshape(bias, (G, 1))
+        if be.gather_per_step:
+            for t, prev, nxt in _slots(T, reverse):
+                yield t, prev, nxt, xp.take(P, ids[t], axis=1)  # (G·H, B), contiguous
+            return
+        proj = xp.take(P, ids.reshape(T * B), axis=1)  # (G, T·B) column = (step, row)
+        steps = [proj[:, t * B : (t + 1) * B] for t in range(T)]
     for t, prev, nxt in _slots(T, reverse):
-        yield t, prev, nxt, xp.take(P, ids[t], axis=1)  # (G·H, B), contiguous
+        yield t, prev, nxt, steps[t]
 
 
 def forward(cell, x, states, weights, pad=None, reverse=False, keep=True, ids=None):
