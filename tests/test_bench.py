@@ -44,6 +44,28 @@ def test_json_output(capsys, monkeypatch):
     assert [r["cell"] for r in out["rows"]] == ["lstm"] and out["workloads"] == []
 
 
+def test_the_procs_row_only_at_default_threads(capsys, monkeypatch):
+    """The workload rows: the --procs row where nprnn train would use several processes
+    and the bench runs each library at its default threads; never under --threads N
+    (torch at N threads against nprnn's several cores would be no like-for-like row)."""
+    from nprnn.app.local import auto_procs
+
+    monkeypatch.setattr(bench, "SHAPES", TINY[:1])
+    monkeypatch.setattr(bench, "_gemm_rate", lambda: 1.0)
+    monkeypatch.setattr(benchwork, "GEN", {"vocab": 8, "hidden": 8, "layers": 1})
+    procs = auto_procs(benchwork.TRAIN["batch_size"], 1)
+    for threads, want in (("0", procs > 1), ("1", False)):
+        argv = ["--json", "--repeat", "1", "--no-notebook", "--no-torch", "--threads", threads]
+        assert bench.main(argv) == 0
+        names = [w["workload"] for w in json.loads(capsys.readouterr().out)["workloads"]]
+        assert names[:2] == [
+            "generate, 1×8 LSTM, B = 1",
+            "char-LM train step, names, H = 128, B = 64",
+        ]
+        assert names[2:] == ([f"char-LM train step, names, H = 128, B = 64, --procs {procs} × "
+                              "1 thread"] if want else [])  # fmt: skip
+
+
 def test_bench_cells_are_the_registered_ones():
     assert [bench.cell_for(*a).name for a in [("lstm",), ("gru",), ("rnn", "relu")]] == [
         "lstm",

@@ -414,8 +414,10 @@ def cmd_bench(args, given=()) -> int:
     if not args.no_workloads:
         from . import benchwork
 
-        work = [fn(repeat=max(1, min(args.repeat, 3)), torch_=not args.no_torch)
-                for fn in benchwork.WORKLOADS.values()]  # fmt: skip
+        fns = list(benchwork.WORKLOADS.values())
+        if args.threads:  # torch at that many threads: --procs' cores would be no like
+            fns.remove(benchwork.train_step_procs)
+        work = [fn(repeat=max(1, min(args.repeat, 3)), torch_=not args.no_torch) for fn in fns]
         work = [row for row in work if row is not None]
     try:
         import torch

@@ -15,7 +15,8 @@ masked-mean cross-entropy → backward → ``clip_grad_norm_`` → ``Adam.step``
 the same batches, from the same initial weights. Reported in milliseconds per step: once
 in one process (at the bench's BLAS threads), and once the way ``nprnn train`` runs it
 by default, ``--procs N`` processes of one BLAS thread each (N from
-:func:`.local.auto_procs`, a row only where N > 1), each taking its rows of every batch
+:func:`.local.auto_procs`, a row only where N > 1, and only at the bench's default
+threads, where torch uses its own default too), each taking its rows of every batch
 and meeting once a step to average the gradients (:mod:`.parallel`), forks and joins
 included. ``benchmarks/charlm_vs_torch.py`` compares the whole command.
 """
