@@ -13,8 +13,9 @@ the layers) validate them once and call these. Shapes, time-major:
 
 **Embedded input** (``ids`` given): x is a table (V, F) and the input at (t, b) is
 x[ids[t, b]] — an embedding — without materialising it. The projection is then one
-small GEMM for the table, P = W_ih xᵀ + b (G·H, V), and a gather per step; backward
-returns dx as the table's gradient (V, F): the gate gradients are summed per id first,
+small GEMM for the table, P = W_ih xᵀ + b (G·H, V), and a gather of its columns per
+step (one for all steps on a device: ``gather_per_step``); backward returns dx as
+the table's gradient (V, F): the gate gradients are summed per id first,
 dP = Σ_{(t,b): ids=v} dgates_(t,b) (one GEMM with the one-hot (T·B, V) matrix), then
 dW_ih = dP x and dx = dPᵀ W_ih. When V < T·B that replaces the three (G·H)×F×(T·B)
 GEMMs of the input by ones of (G·H)×F×V.
