@@ -332,7 +332,7 @@ class CharLM(Module):
 
         # NumPy's underflow setting, read again after every yield (the caller's code runs
         # only then) rather than once a character
-        under_ignored = np.geterr()["under"] == "ignore"
+        under_ignored = _under_ignored()
 
         def draw(z):
             return _draw(z, temperature, top_k, banned, rng, under_ignored)
@@ -341,20 +341,20 @@ class CharLM(Module):
             start = prime_ids or (list(vocab.encode("\n")) if "\n" in vocab.chars else [0])
             if prime:
                 yield prime
-                under_ignored = np.geterr()["under"] == "ignore"
+                under_ignored = _under_ignored()
             piece = []
             for nxt in self._steps(np.array(start, dtype=np.int64)[:, None], n, draw):
                 piece.append(int(nxt[0]))
                 if len(piece) == chunk or vocab.tokens[piece[-1]] == "\n":
                     yield vocab.decode(np.array(piece))
-                    under_ignored = np.geterr()["under"] == "ignore"
+                    under_ignored = _under_ignored()
                     piece = []
             if piece:
                 yield vocab.decode(np.array(piece))
             return
         steps = max(max_len - len(prime), 0)
         for first in range(0, n, chunk):
-            under_ignored = np.geterr()["under"] == "ignore"
+            under_ignored = _under_ignored()
             B = min(chunk, n - first)
             start = np.tile(
                 np.asarray([vocab.bos_id, *prime_ids], dtype=np.int64)[:, None], (1, B)
@@ -409,6 +409,12 @@ def _param_shapes(c: dict, layers: int) -> dict:
     }
 
 
+def _under_ignored() -> bool:
+    """Whether NumPy's error settings ignore underflow (its default): the one-row draw
+    needs no ``errstate`` then."""
+    return np.geterr()["under"] == "ignore"
+
+
 def _draw(
     logits: np.ndarray, temperature: float, top_k, banned, rng, under_ignored=None
 ) -> np.ndarray:
@@ -421,7 +427,7 @@ def _draw(
     """
     if logits.shape[0] == 1 and logits.dtype.itemsize <= 4 and temperature >= 1e-30:
         if under_ignored is None:
-            under_ignored = np.geterr()["under"] == "ignore"
+            under_ignored = _under_ignored()
         j = _draw_one(logits[0], temperature, top_k, banned, rng, under_ignored)
         if j is not None:
             return j

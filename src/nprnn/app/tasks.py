@@ -458,8 +458,7 @@ def _build(opts, prev, task: str):
         1 if task == "adding" else opts.alphabet
     )
     L = opts.T if task == "adding" else 2 * opts.symbols + opts.T + 1
-    procs = opts.procs  # resolved before any build (commands.train)
-    need = params_bytes(n_params, optimizer=opts.optimizer, procs=procs) + step_bytes(
+    need = params_bytes(n_params, optimizer=opts.optimizer, procs=opts.procs) + step_bytes(
         cell=opts.model,
         hidden=opts.hidden,
         layers=1,
@@ -468,7 +467,7 @@ def _build(opts, prev, task: str):
         input_size=n_in,
         classes_per_step=0 if task == "adding" else opts.alphabet,
         n_params=n_params,
-        procs=procs,
+        procs=opts.procs,  # resolved before any build (commands.train)
     )
     check_fits(
         need,

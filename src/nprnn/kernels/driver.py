@@ -153,14 +153,13 @@ def _gathered_steps(be, table, w_ih, bias, reverse, ids):
         be.matmul(w_ih, table.T, out=P)
         if bias is not None:
             P += xp.reshape(bias, (G, 1))
-        if be.gather_per_step:
-            for t, prev, nxt in _slots(T, reverse):
-                yield t, prev, nxt, xp.take(P, ids[t], axis=1)  # (G·H, B), contiguous
-            return
-        proj = xp.take(P, ids.reshape(T * B), axis=1)  # (G, T·B) column = (step, row)
-        steps = [proj[:, t * B : (t + 1) * B] for t in range(T)]
+        steps = None  # gathered in the loop
+        if not be.gather_per_step:
+            proj = xp.take(P, ids.reshape(T * B), axis=1)  # (G, T·B) column = (step, row)
+            steps = [proj[:, t * B : (t + 1) * B] for t in range(T)]
     for t, prev, nxt in _slots(T, reverse):
-        yield t, prev, nxt, steps[t]
+        xp_t = xp.take(P, ids[t], axis=1) if steps is None else steps[t]  # (G·H, B)
+        yield t, prev, nxt, xp_t
 
 
 def forward(cell, x, states, weights, pad=None, reverse=False, keep=True, ids=None):
